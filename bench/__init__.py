@@ -1,0 +1,1 @@
+"""The benchmark harness: CLI, data, runner, metrics, statistics and reports."""
