@@ -103,10 +103,10 @@ def paired_comparison(rows: pd.DataFrame, reference: str, metrics: list[str] | N
     metrics = metrics or metric_columns(rows)
     scored = scored_rows(rows)
     keys = ["case", "image_id", "sample"]
-    reference_rows = scored[scored["method"] == reference].set_index(keys)
+    reference_rows = scored[scored["method"] == reference]
     records = []
     for (method, case), group in scored[scored["method"] != reference].groupby(["method", "case"], sort=False):
-        joined = group.set_index(keys).join(reference_rows, rsuffix="_ref", how="inner")
+        joined = group.merge(reference_rows, on=keys, how="inner", suffixes=("", "_ref"))
         for metric in metrics:
             pair = joined[[metric, f"{metric}_ref"]].replace([np.inf, -np.inf], np.nan).dropna()
             difference = (pair[metric] - pair[f"{metric}_ref"]).to_numpy()
