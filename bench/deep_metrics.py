@@ -18,6 +18,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -237,17 +238,28 @@ def fid_unavailable_reason(locations: WeightsLocations | None = None) -> str | N
 class _FeaturesPassThrough(nn.Module):
     """Feature "extractor" for torchmetrics that receives ready features (extracted once for FID and KID)."""
 
-    num_features = InceptionPool3.num_features
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features
 
 
+def _check_feature_sets(real_features: torch.Tensor, fake_features: torch.Tensor) -> int:
+    if real_features.dim() != 2 or fake_features.dim() != 2 or real_features.shape[1] != fake_features.shape[1]:
+        raise ValueError(f"feature sets must be N x D with equal D, got {tuple(real_features.shape)} "
+                         f"and {tuple(fake_features.shape)}")
+    if len(real_features) < 2 or len(fake_features) < 2:
+        raise ValueError("FID and KID need at least 2 feature vectors on each side")
+    return int(real_features.shape[1])
+
+
 def frechet_distance(real_features: torch.Tensor, fake_features: torch.Tensor) -> float:
-    """torchmetrics' Fréchet distance between two ``N x 2048`` feature sets (float64 statistics)."""
+    """torchmetrics' Fréchet distance between two ``N x D`` feature sets (float64 statistics)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    metric = FrechetInceptionDistance(feature=_FeaturesPassThrough())
+    metric = FrechetInceptionDistance(feature=_FeaturesPassThrough(_check_feature_sets(real_features, fake_features)))
     metric.update(real_features.to(torch.float64), real=True)
     metric.update(fake_features.to(torch.float64), real=False)
     return float(metric.compute())
@@ -265,12 +277,19 @@ def kernel_inception_distance(real_features: torch.Tensor, fake_features: torch.
     Returns
     -------
     tuple
-        (mean, standard deviation over subsets, subset size). The subset draw is seeded.
+        (mean, standard deviation over subsets, subset size). The subset draw is seeded; when the
+        subset is every image of both sets there is one subset and the deviation is 0.
     """
     from torchmetrics.image.kid import KernelInceptionDistance
 
+    num_features = _check_feature_sets(real_features, fake_features)
     subset_size = kid_subset_size(len(real_features), len(fake_features))
-    metric = KernelInceptionDistance(feature=_FeaturesPassThrough(), subsets=KID_SUBSETS, subset_size=subset_size)
+    # When a subset is the whole of both sets every draw gives the same value: one is enough (std 0).
+    subsets = 1 if subset_size == max(len(real_features), len(fake_features)) else KID_SUBSETS
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        metric = KernelInceptionDistance(feature=_FeaturesPassThrough(num_features), subsets=subsets,
+                                         subset_size=subset_size)
     metric.update(real_features.to(torch.float64), real=True)
     metric.update(fake_features.to(torch.float64), real=False)
     with torch.random.fork_rng():
