@@ -19,6 +19,7 @@ from methods.checkpoint import CheckpointError
 COMMAND_MODULES: tuple[str, ...] = (
     "bench.run_command",
     "bench.list_command",
+    "bench.weights_command",
 )
 
 
