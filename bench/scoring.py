@@ -1,0 +1,166 @@
+"""Learned metrics of a run: LPIPS per row, Inception features for FID/KID per image.
+
+Runs after inference. Everything it computes is cached in the run directory (``lpips`` in each
+job record, pool3 features in ``features/``), so a rerun scores only what is new, and a report can
+compute FID/KID from the cached features without loading the Inception. When a backbone is not
+provisioned the metric is reported unavailable with the command that fixes it; nothing is ever
+computed with substitute weights.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from bench.deep_metrics import (
+    FID_INDICATIVE_REASON,
+    FID_RELIABLE_MIN_N,
+    FIDKID,
+    LPIPSMetric,
+    fid_unavailable_reason,
+    frechet_distance,
+    kernel_inception_distance,
+    lpips_unavailable_reason,
+)
+from bench.io import read_json, read_rgb_png, write_json
+from masks.io import atomic_write_bytes
+
+ORIGINALS = "_originals"
+LPIPS_NET = "alex"
+
+
+@dataclass
+class ScoringReport:
+    """What the scoring stage did: availability of each learned metric and its cost per image."""
+
+    lpips_unavailable: str | None
+    fid_unavailable: str | None
+    lpips_scored: int = 0
+    features_extracted: int = 0
+    lpips_seconds: float = 0.0
+    feature_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "lpips_net": LPIPS_NET,
+            "lpips_unavailable": self.lpips_unavailable,
+            "fid_unavailable": self.fid_unavailable,
+            "lpips_scored": self.lpips_scored,
+            "features_extracted": self.features_extracted,
+            "lpips_seconds_per_image": self.lpips_seconds / self.lpips_scored if self.lpips_scored else None,
+            "features_seconds_per_image": (self.feature_seconds / self.features_extracted
+                                           if self.features_extracted else None),
+        }
+
+
+def feature_path(run_dir: Path, method: str, case: str, image_id: str) -> Path:
+    return run_dir / "features" / method / case / f"{image_id}.npy"
+
+
+def original_feature_path(run_dir: Path, image_id: str) -> Path:
+    return run_dir / "features" / ORIGINALS / f"{image_id}.npy"
+
+
+def _save_features(path: Path, features: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, features.astype(np.float32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, np.ndarray], *,
+              progress: bool = True) -> ScoringReport:
+    """Add LPIPS to every finished job record and cache Inception features of every image.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run directory.
+    record_paths : sequence of Path
+        Job records (``pred/<method>/<case>/<id>.json``); missing ones (failed jobs) are ignored.
+    originals : dict
+        Image id to the uint8 RGB original.
+    progress : bool
+        Show a progress bar.
+    """
+    report = ScoringReport(lpips_unavailable_reason(LPIPS_NET), fid_unavailable_reason())
+    todo = []
+    for path in record_paths:
+        if not path.exists():
+            continue
+        record = read_json(path)
+        needs_lpips = report.lpips_unavailable is None and "lpips" not in record
+        needs_features = (report.fid_unavailable is None and
+                          not feature_path(run_dir, record["method"], record["case"], record["image_id"]).exists())
+        if needs_lpips or needs_features:
+            todo.append((path, record, needs_lpips, needs_features))
+    missing_originals = [image_id for image_id in originals
+                         if report.fid_unavailable is None and not original_feature_path(run_dir, image_id).exists()]
+    if not todo and not missing_originals:
+        return report
+    lpips_metric = LPIPSMetric(LPIPS_NET) if any(item[2] for item in todo) else None
+    extractor = FIDKID() if (missing_originals or any(item[3] for item in todo)) else None
+    with torch.inference_mode():
+        for image_id in missing_originals:
+            start = time.perf_counter()
+            _save_features(original_feature_path(run_dir, image_id), extractor.extract(originals[image_id]).numpy())
+            report.feature_seconds += time.perf_counter() - start
+            report.features_extracted += 1
+        for path, record, needs_lpips, needs_features in tqdm(todo, desc="scoring", unit="image",
+                                                              disable=not progress):
+            prediction = read_rgb_png(path.with_suffix(".png"))
+            if needs_lpips:
+                start = time.perf_counter()
+                record["lpips"] = float(lpips_metric(prediction, originals[record["image_id"]])[0])
+                report.lpips_seconds += time.perf_counter() - start
+                report.lpips_scored += 1
+                write_json(path, record)
+            if needs_features:
+                start = time.perf_counter()
+                features = extractor.extract(prediction).numpy()
+                _save_features(feature_path(run_dir, record["method"], record["case"], record["image_id"]), features)
+                report.feature_seconds += time.perf_counter() - start
+                report.features_extracted += 1
+    return report
+
+
+SET_COLUMNS = ["method", "case", "fid", "kid_mean", "kid_std", "kid_subset_size", "n", "indicative", "note"]
+
+
+def set_metrics(run_dir: Path, rows: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """FID and KID per method and case from the cached features of the scored rows.
+
+    Only images whose mask had a hole and whose features exist on both sides enter; ``n`` says how
+    many. Returns an empty table when no features were cached (FID unavailable).
+    """
+    records = []
+    scored = rows[rows["hole_fraction"] > 0]
+    for (method, case), group in scored.groupby(["method", "case"], sort=False):
+        real, fake = [], []
+        for image_id in dict.fromkeys(group["image_id"]):
+            real_path = original_feature_path(run_dir, image_id)
+            fake_path = feature_path(run_dir, method, case, image_id)
+            if real_path.exists() and fake_path.exists():
+                real.append(np.load(real_path))
+                fake.append(np.load(fake_path))
+        n = len(real)
+        if n < 2:
+            continue
+        real_features = torch.from_numpy(np.concatenate(real))
+        fake_features = torch.from_numpy(np.concatenate(fake))
+        kid_mean, kid_std, subset_size = kernel_inception_distance(real_features, fake_features, seed=seed)
+        indicative = n < FID_RELIABLE_MIN_N
+        records.append({
+            "method": method, "case": case, "fid": frechet_distance(real_features, fake_features),
+            "kid_mean": kid_mean, "kid_std": kid_std, "kid_subset_size": subset_size, "n": n,
+            "indicative": indicative, "note": FID_INDICATIVE_REASON if indicative else "",
+        })
+    return pd.DataFrame(records, columns=SET_COLUMNS)
