@@ -327,6 +327,8 @@ class _FourierInpainter(Inpainter):
     family = Family.FOURIER
     resolution = Resolution("modulo", 8)
     generator_kind: ClassVar[str]
+    #: Configuration used by `with_random_weights`.
+    default_config: ClassVar[str | Mapping[str, Any]]
 
     def __init__(
         self,
@@ -358,19 +360,43 @@ class _FourierInpainter(Inpainter):
         init_attention : bool
             ReLaMa-CBAM only: start from LaMa weights with fresh attention (see `load_generator`).
         """
+        self._configure(device, optimize, working_size, batch_size)
+        self.weights: Path | None = Path(weights)
+        self._install(load_generator(self.weights, kind=self.generator_kind, config=config,
+                                     init_attention=init_attention))
+
+    @classmethod
+    def with_random_weights(cls, config: str | Mapping[str, Any] | None = None, *, seed: int = 0,
+                            device: str | torch.device | None = None, optimize: bool = True,
+                            batch_size: int = 4) -> "_FourierInpainter":
+        """An instance with freshly initialised weights, for timing and memory measurements only.
+
+        Its outputs are meaningless; `relama-bench perf --random-weights` uses it and labels the rows.
+        ``config`` defaults to the full released configuration (big-lama, or big-lama plus CBAM).
+        """
+        instance = cls.__new__(cls)
+        instance._configure(device, optimize, None, batch_size)
+        instance.weights = None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            generator = build_generator(config if config is not None else cls.default_config)
+        instance._install(generator.eval())
+        return instance
+
+    def _configure(self, device: str | torch.device | None, optimize: bool, working_size: int | None,
+                   batch_size: int) -> None:
         if working_size is not None and (working_size < 16 or working_size % 8):
             raise ValueError(f"working_size must be a multiple of 8 and at least 16, got {working_size}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.weights = Path(weights)
         self.device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu")
         self.optimize = optimize
         self.working_size = working_size
         self.batch_size = batch_size
-        generator = load_generator(self.weights, kind=self.generator_kind, config=config,
-                                   init_attention=init_attention)
-        self.generator = (prepare_for_inference(generator) if optimize else generator).to(self.device)
+
+    def _install(self, generator: FFCResNetGenerator) -> None:
+        self.generator = (prepare_for_inference(generator) if self.optimize else generator).to(self.device)
         self.modulo = max(self.resolution.value, generator.size_multiple)
         # Reflect padding at the bottleneck needs at least 2 pixels there.
         self.minimum_side = 2 * generator.size_multiple
@@ -422,7 +448,8 @@ class _FourierInpainter(Inpainter):
 
     def describe(self) -> dict[str, str]:
         parameters = sum(p.numel() for p in self.generator.parameters())
-        facts = {"weights": self.weights.name, "device": str(self.device),
+        weights = self.weights.name if self.weights is not None else "random (timing only)"
+        facts = {"weights": weights, "device": str(self.device),
                  "parameters": f"{parameters / 1e6:.1f}M",
                  "inference": "BatchNorm folded, inference_mode" if self.optimize else "as trained (reference path)"}
         if self.working_size is not None:
@@ -435,6 +462,7 @@ class LaMa(_FourierInpainter):
     name = "lama"
     summary = "LaMa (Suvorov et al. 2022), fast Fourier convolutions, big-lama"
     generator_kind = "ffc_resnet"
+    default_config = "big-lama"
     weights_needed = "big-lama/models/best.ckpt, a LaMa generator state dict, or a relama-bench .safetensors"
 
 
@@ -443,5 +471,6 @@ class ReLaMaCBAM(_FourierInpainter):
     name = "relama-cbam"
     summary = "ReLaMa-CBAM: LaMa with FFC-aware channel and spatial attention in every residual block"
     generator_kind = "ffc_resnet_cbam"
+    default_config = "big-relama-cbam"
     weights_needed = "a ReLaMa-CBAM generator checkpoint (.safetensors from relama-bench train, or a state dict)"
 
