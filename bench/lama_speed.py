@@ -24,7 +24,7 @@ from methods.nets.configs import build_generator
 from methods.nets.fold import prepare_for_inference
 
 
-def compare(config: str, size: int, repeats: int, channels_last: bool = False) -> dict[str, float | str]:
+def compare(config: str, size: int, repeats: int, channels_last: bool = True) -> dict[str, float | str]:
     """Median latencies (ms), speed-up, max output difference and peak memory of both paths."""
     torch.manual_seed(0)
     reference = build_generator(config).eval()
@@ -78,7 +78,8 @@ def main() -> None:
     parser.add_argument("--config", default="big-lama")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="optimised path without the channels-last layout the adapter uses")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:

@@ -349,7 +349,8 @@ class _FourierInpainter(Inpainter):
         device : str or torch.device, optional
             Default: CUDA when available, else the CPU.
         optimize : bool
-            Fold BatchNorm into the convolutions and run under ``torch.inference_mode`` (outputs equal
+            Fold BatchNorm into the convolutions, use channels-last layout and run under
+            ``torch.inference_mode`` (outputs equal
             the reference's within 1e-4); ``False`` runs the network exactly as trained.
         working_size : int, optional
             Run at this fixed square size (image resized, result resized back); default: native size.
@@ -396,7 +397,9 @@ class _FourierInpainter(Inpainter):
         self.batch_size = batch_size
 
     def _install(self, generator: FFCResNetGenerator) -> None:
-        self.generator = (prepare_for_inference(generator) if self.optimize else generator).to(self.device)
+        # Channels-last lets the oneDNN/cuDNN convolutions skip layout reorders (about 10 % on the CPU).
+        self.generator = (prepare_for_inference(generator, channels_last=True) if self.optimize
+                          else generator).to(self.device)
         self.modulo = max(self.resolution.value, generator.size_multiple)
         # Reflect padding at the bottleneck needs at least 2 pixels there.
         self.minimum_side = 2 * generator.size_multiple
@@ -435,6 +438,8 @@ class _FourierInpainter(Inpainter):
         image_tensor = torch.from_numpy(padded_images).permute(0, 3, 1, 2).to(self.device)
         mask_tensor = (torch.from_numpy(padded_masks)[:, None] > 0).to(self.device, torch.float32)
         network_input = torch.cat([image_tensor * (1 - mask_tensor), mask_tensor], dim=1)
+        if self.optimize:
+            network_input = network_input.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode() if self.optimize else torch.no_grad():
             predicted = self.generator(network_input)
             blended = mask_tensor * predicted + (1 - mask_tensor) * image_tensor
@@ -451,7 +456,7 @@ class _FourierInpainter(Inpainter):
         weights = self.weights.name if self.weights is not None else "random (timing only)"
         facts = {"weights": weights, "device": str(self.device),
                  "parameters": f"{parameters / 1e6:.1f}M",
-                 "inference": "BatchNorm folded, inference_mode" if self.optimize else "as trained (reference path)"}
+                 "inference": "BatchNorm folded, channels-last, inference_mode" if self.optimize else "as trained (reference path)"}
         if self.working_size is not None:
             facts["working size"] = f"{self.working_size}x{self.working_size}"
         return facts
