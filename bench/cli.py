@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench.run_command",
     "bench.list_command",
     "bench.weights_command",
+    "bench.perf",
 )
 
 

@@ -23,6 +23,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "methods.classical",
     "methods.context_encoder",
     "methods.pluralistic",
+    "methods.lama",
 )
 
 _REGISTRY: dict[str, type[Inpainter]] = {}

@@ -1,0 +1,1 @@
+"""Pure PyTorch networks; modules here import only torch and numpy."""

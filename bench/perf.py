@@ -1,0 +1,229 @@
+"""``relama-bench perf``: median latency and peak memory of each method at chosen image sizes.
+
+Latency is the median wall time of ``inpaint`` on one square image after warm-up runs. Peak memory
+is measured on one extra run: on CUDA with ``torch.cuda.max_memory_allocated`` (reset before the
+run); on the CPU as the process's peak resident set size (Linux ``VmHWM``, reset through
+``/proc/self/clear_refs`` before the run, so it covers that run only and includes the loaded
+weights); where that reset is impossible, the process's lifetime ``ru_maxrss``, labelled as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tabulate import tabulate
+
+from bench.errors import UserError
+from bench.weights_option import parse_weights_options
+from methods.base import Inpainter, MethodUnavailable
+from methods.registry import create_method, get_method_class, list_methods
+
+DEFAULT_SIZES = (256, 512, 1024)
+RANDOM_WEIGHTS_LABEL = "random (timing only)"
+
+
+@dataclass
+class PerfRow:
+    """One (method, size) measurement."""
+
+    method: str
+    size: int
+    weights: str
+    median_ms: float
+    min_ms: float
+    peak_mb: float
+    extra_mb: float
+    memory_method: str
+    device: str
+    note: str = ""
+
+
+def synthetic_pair(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A deterministic ``size x size`` RGB image with a centred square hole of a quarter of its area."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    image = np.stack([ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1),
+                      rng.uniform(0, 255, (size, size)).astype(np.float32)], axis=-1).astype(np.uint8)
+    mask = np.zeros((size, size), dtype=bool)
+    mask[size // 4: size // 4 + size // 2, size // 4: size // 4 + size // 2] = True
+    return image, mask
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure_peak_memory(run: Callable[[], object], device: torch.device) -> tuple[float, float, str]:
+    """Run ``run`` once and return ``(peak MB, MB above the level before the run, method used)``."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        return peak / 2**20, (peak - before) / 2**20, "cuda max_memory_allocated"
+    before_kb = _status_kb("VmRSS")
+    if before_kb is not None and _reset_peak_rss():
+        run()
+        peak_kb = _status_kb("VmHWM") or 0
+        return peak_kb / 1024, (peak_kb - before_kb) / 1024, "peak RSS (VmHWM reset before the run)"
+    run()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak_kb / 1024, float("nan"), "process lifetime max RSS (ru_maxrss, no reset)"
+
+
+def time_runs(run: Callable[[], object], repeats: int, warmup: int) -> list[float]:
+    """Wall times in milliseconds of ``repeats`` calls after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _device_of(method: Inpainter) -> torch.device:
+    device = getattr(method, "device", None)
+    return device if isinstance(device, torch.device) else torch.device("cpu")
+
+
+def build_for_perf(name: str, weights: dict[str, Path], random_weights: bool) -> tuple[Inpainter, str]:
+    """The method ``name`` and a label of its weights; deep methods without weights need ``random_weights``."""
+    cls = get_method_class(name)
+    if not cls.weights_needed:
+        return create_method(name), "none needed"
+    if name in weights:
+        return create_method(name, weights[name]), weights[name].name
+    if random_weights:
+        factory = getattr(cls, "with_random_weights", None)
+        if factory is None:
+            raise MethodUnavailable(f"{name}: weights missing and it has no random-weights mode; "
+                                    f"pass --weights {name}=PATH")
+        return factory(), RANDOM_WEIGHTS_LABEL
+    raise MethodUnavailable(cls.unavailable_reason(None) or f"{name}: weights missing")
+
+
+def measure(method: Inpainter, name: str, weights_label: str, size: int, repeats: int, warmup: int) -> PerfRow:
+    """Latency and peak memory of ``method`` on a ``size x size`` image."""
+    image, mask = synthetic_pair(size)
+
+    def run() -> object:
+        return method.inpaint(image, mask, seed=0)
+
+    times = time_runs(run, repeats, warmup)
+    device = _device_of(method)
+    peak_mb, extra_mb, memory_method = measure_peak_memory(run, device)
+    return PerfRow(method=name, size=size, weights=weights_label, median_ms=statistics.median(times),
+                   min_ms=min(times), peak_mb=peak_mb, extra_mb=extra_mb, memory_method=memory_method,
+                   device=str(device))
+
+
+def _parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--sizes {text!r} must be comma-separated integers, e.g. 256,512,1024") from None
+    if not sizes or any(size < 8 for size in sizes):
+        raise UserError(f"--sizes {text!r} must list sizes of at least 8 pixels")
+    return sizes
+
+
+def write_tables(rows: list[PerfRow], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``perf.csv`` and ``perf.md`` into ``out_dir``; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / "perf.csv", out_dir / "perf.md"
+    fields = list(PerfRow.__dataclass_fields__)
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
+    md_path.write_text(format_table(rows, "github") + "\n")
+    return csv_path, md_path
+
+
+def format_table(rows: list[PerfRow], style: str = "simple") -> str:
+    """The rows as a text table; rows with random weights carry the timing-only label."""
+    body = [[row.method, f"{row.size}x{row.size}", row.weights, f"{row.median_ms:.1f}", f"{row.min_ms:.1f}",
+             f"{row.peak_mb:.0f}", f"{row.extra_mb:.0f}", row.device, row.note or row.memory_method] for row in rows]
+    headers = ["method", "size", "weights", "median ms", "min ms", "peak MB", "run MB", "device", "memory / note"]
+    return tabulate(body, headers=headers, tablefmt=style)
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("perf", help="median latency and peak memory per method and image size")
+    parser.add_argument("--methods", default="", help="comma-separated methods (default: every method that can run)")
+    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="square sizes, e.g. 256,512,1024")
+    parser.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH",
+                        help="weights for a method (repeatable)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="time deep methods that have no weights with fresh random weights (timing only; "
+                             "their outputs are meaningless and their rows say so)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per size (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path, default=Path("perf"), help="folder for perf.csv and perf.md")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeats < 1 or args.warmup < 0:
+        raise UserError("--repeats must be at least 1 and --warmup at least 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    weights = parse_weights_options(args.weights)
+    sizes = _parse_sizes(args.sizes)
+    known = list_methods()
+    names = [name.strip() for name in args.methods.split(",") if name.strip()] or known
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UserError(f"--methods names unknown method(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    rows: list[PerfRow] = []
+    skipped: list[str] = []
+    for name in names:
+        try:
+            method, weights_label = build_for_perf(name, weights, args.random_weights)
+        except MethodUnavailable as reason:
+            skipped.append(f"{name}: {reason}")
+            continue
+        for size in sizes:
+            try:
+                rows.append(measure(method, name, weights_label, size, args.repeats, args.warmup))
+            except (RuntimeError, ValueError, MemoryError) as error:
+                skipped.append(f"{name} at {size}x{size}: {type(error).__name__}: {str(error).splitlines()[0]}")
+        del method
+    print(format_table(rows))
+    if any(row.weights == RANDOM_WEIGHTS_LABEL for row in rows):
+        print("rows with 'random (timing only)' weights measure speed and memory only; their images are meaningless")
+    for line in skipped:
+        print(f"skipped {line}")
+    csv_path, md_path = write_tables(rows, args.out)
+    print(f"wrote {csv_path} and {md_path}")
+    return 0

@@ -1,0 +1,197 @@
+"""Checkpoint loading, ReLaMa-from-LaMa, BatchNorm folding and the ``lama``/``relama-cbam`` adapters."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+
+from methods.base import MethodUnavailable
+from methods.checkpoint import CheckpointError
+from methods.lama import (LaMa, ReLaMaCBAM, infer_generator_config, load_generator, pad_to_modulo,
+                          read_generator_checkpoint, save_generator)
+from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
+from methods.nets.configs import build_generator, generator_config
+from methods.nets.ffc import FFCResNetGenerator
+from methods.nets.fold import fold_batchnorm, prepare_for_inference
+from methods.registry import available_methods, create_method
+
+CASES = ["", "_nonsquare", "_odd_bottleneck"]
+
+
+@pytest.fixture(scope="module")
+def lama_golden() -> dict:
+    return torch.load(shared_path("golden", "lama", "golden_small.pt"), weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def cbam_golden() -> dict:
+    return torch.load(shared_path("golden", "relama_cbam", "golden_small.pt"), weights_only=True)
+
+
+@pytest.fixture
+def lama_weights(lama_golden: dict, tmp_path):
+    path = tmp_path / "lama_small.pt"
+    torch.save(lama_golden["state_dict"], path)
+    return path
+
+
+@pytest.fixture
+def cbam_weights(cbam_golden: dict, tmp_path):
+    path = tmp_path / "relama_small.pt"
+    torch.save(cbam_golden["state_dict"], path)
+    return path
+
+
+def _max_diff(model: torch.nn.Module, golden: dict, case: str) -> float:
+    with torch.no_grad():
+        return (model(golden["input" + case]) - golden["output" + case]).abs().max().item()
+
+
+def test_replica_lightning_checkpoint_loads_and_reproduces_outputs(lama_golden: dict) -> None:
+    path = shared_path("golden", "lama", "replica", "replica_best_small.ckpt")
+    checkpoint = read_generator_checkpoint(path)
+    assert checkpoint.container == "lightning"
+    assert list(checkpoint.state) == list(lama_golden["state_dict"])  # evaluator keys dropped, prefix stripped
+    # The config comes from the pickled hyper-parameters, interpolations resolved.
+    assert checkpoint.config["ngf"] == 16 and checkpoint.config["downsample_conv_kwargs"]["ratio_gin"] == 0
+    assert checkpoint.config["resnet_conv_kwargs"]["ratio_gout"] == 0.75
+    model = load_generator(path)
+    assert type(model) is FFCResNetGenerator
+    for case in CASES:
+        assert _max_diff(model, lama_golden, case) == 0
+
+
+def test_plain_and_prefixed_state_dicts_load(lama_golden: dict, tmp_path) -> None:
+    prefixed = tmp_path / "prefixed.pth"
+    torch.save({"generator." + key: value for key, value in lama_golden["state_dict"].items()}, prefixed)
+    model = load_generator(prefixed)
+    assert _max_diff(model, lama_golden, "") <= 1e-6
+
+
+def test_strict_loading_names_missing_and_unexpected_keys(lama_golden: dict, tmp_path) -> None:
+    state = dict(lama_golden["state_dict"])
+    state.pop("model.5.conv1.ffc.convl2l.weight")
+    state["model.5.extra.weight"] = torch.zeros(1)
+    path = tmp_path / "broken.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as error:
+        load_generator(path, config=json.loads(lama_golden["config"]))
+    message = str(error.value)
+    assert str(path) in message
+    assert "missing keys: model.5.conv1.ffc.convl2l.weight" in message
+    assert "unexpected keys: model.5.extra.weight" in message
+
+
+def test_files_without_generator_weights_are_refused(tmp_path) -> None:
+    no_generator = tmp_path / "discr_only.ckpt"
+    torch.save({"state_dict": {"discriminator.model0.0.weight": torch.zeros(1)}}, no_generator)
+    with pytest.raises(CheckpointError, match="without 'generator"):
+        read_generator_checkpoint(no_generator)
+    not_weights = tmp_path / "list.pt"
+    torch.save([1, 2, 3], not_weights)
+    with pytest.raises(CheckpointError, match="neither a Lightning checkpoint nor a state dict"):
+        read_generator_checkpoint(not_weights)
+    unrelated = tmp_path / "unrelated.pt"
+    torch.save({"weight": torch.zeros(2)}, unrelated)
+    with pytest.raises(CheckpointError, match="do not look like a LaMa FFC generator"):
+        load_generator(unrelated)
+
+
+def test_safetensors_round_trip_keeps_config_and_outputs(lama_golden: dict, tmp_path) -> None:
+    config = dict(json.loads(lama_golden["config"]), add_out_act="tanh")
+    model = FFCResNetGenerator(**config).eval()
+    model.load_state_dict(lama_golden["state_dict"])
+    path = tmp_path / "ours.safetensors"
+    save_generator(model, path, config)
+    loaded = load_generator(path)
+    assert isinstance(loaded.model[-1], torch.nn.Tanh)  # taken from the stored config, not inferred
+    with torch.no_grad():
+        assert torch.equal(loaded(lama_golden["input"]), model(lama_golden["input"]))
+
+
+def test_inferred_config_matches_named_configs() -> None:
+    for name in ("big-lama", "big-relama-cbam"):
+        state = build_generator(name, device="meta").state_dict()
+        assert infer_generator_config(state) == generator_config(name)
+
+
+def test_relama_from_lama_weights_needs_the_option(lama_golden: dict, lama_weights) -> None:
+    with pytest.raises(CheckpointError, match="init_attention=True"):
+        load_generator(lama_weights, kind="ffc_resnet_cbam")
+    model = load_generator(lama_weights, kind="ffc_resnet_cbam", init_attention=True)
+    again = load_generator(lama_weights, kind="ffc_resnet_cbam", init_attention=True)
+    assert isinstance(model, ReLaMaCBAMGenerator)
+    state, fresh = model.state_dict(), set(attention_keys(model))
+    for key, value in lama_golden["state_dict"].items():
+        assert torch.equal(state[key], value)
+    assert all(torch.equal(state[key], again.state_dict()[key]) for key in fresh)  # seeded init
+
+
+def test_relama_checkpoint_is_refused_by_lama(cbam_golden: dict, cbam_weights) -> None:
+    assert isinstance(load_generator(cbam_weights), ReLaMaCBAMGenerator)
+    with pytest.raises(CheckpointError, match="use it with relama-cbam"):
+        load_generator(cbam_weights, kind="ffc_resnet")
+
+
+@pytest.mark.parametrize("golden_name", ["lama", "lama_lfu", "relama_cbam"])
+def test_batchnorm_folding_keeps_outputs(golden_name: str) -> None:
+    folder, file = {"lama": ("lama", "golden_small.pt"), "lama_lfu": ("lama", "golden_enable_lfu.pt"),
+                    "relama_cbam": ("relama_cbam", "golden_small.pt")}[golden_name]
+    golden = torch.load(shared_path("golden", folder, file), weights_only=True)
+    cls = ReLaMaCBAMGenerator if folder == "relama_cbam" else FFCResNetGenerator
+    model = cls(**json.loads(golden["config"])).eval()
+    model.load_state_dict(golden["state_dict"])
+    prepare_for_inference(model)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in model.modules())
+    with torch.inference_mode():
+        for key in golden:
+            if key.startswith("input"):
+                output = model(golden[key])
+                assert (output - golden[key.replace("input", "output")]).abs().max().item() <= 1e-4
+
+
+def test_folding_a_model_without_running_stats_is_refused() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2, track_running_stats=False))
+    with pytest.raises(ValueError, match="running statistics"):
+        fold_batchnorm(model)
+
+
+def test_pad_to_modulo_is_numpy_symmetric_bottom_right() -> None:
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    padded = pad_to_modulo(array, 4)
+    assert padded.shape == (4, 4)
+    assert np.array_equal(padded[:2, 3], [2, 5]) and np.array_equal(padded[2:, :3], array[::-1])
+
+
+def test_adapter_handles_odd_sizes_and_batches(lama_weights, lama_golden: dict) -> None:
+    method = LaMa(weights=lama_weights, device="cpu")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((45, 70), (45, 70), (7, 5), (33, 17))]
+    masks = [rng.random(image.shape[:2]) < 0.3 for image in images]
+    batch = method.inpaint_batch(images, masks)
+    for image, mask, result in zip(images, masks, batch):
+        assert result.shape == image.shape and result.dtype == np.uint8
+        assert np.array_equal(result, method.inpaint(image, mask))
+    fixed = LaMa(weights=lama_weights, device="cpu", working_size=32).inpaint(images[0], masks[0])
+    assert fixed.shape == images[0].shape
+    assert method.describe()["inference"].startswith("BatchNorm folded")
+
+
+def test_relama_adapter_runs_its_own_weights(cbam_weights, cbam_golden: dict) -> None:
+    image = (cbam_golden["image"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    mask = cbam_golden["mask"][0, 0].numpy() > 0
+    result = ReLaMaCBAM(weights=cbam_weights, device="cpu", optimize=False).inpaint(image, mask)
+    expected = np.clip(cbam_golden["inpainted"][0].permute(1, 2, 0).numpy() * 255, 0, 255).astype(np.uint8)
+    assert np.abs(result.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_methods_without_weights_are_unavailable_and_never_built() -> None:
+    for name in ("lama", "relama-cbam"):
+        with pytest.raises(MethodUnavailable, match=f"weights missing: pass --weights {name}=PATH"):
+            create_method(name)
+        info = {info.name: info for info in available_methods()}[name]
+        assert not info.available and info.family == "fourier"
