@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-#: Fields that do not change results, left out of the run id so a rerun with another worker count
-#: or figure size resumes the same run.
-_NOT_IN_RUN_ID = {"workers", "figure_rows", "runs_root", "run_id"}
+#: Fields that do not change inference results, left out of the run id so a rerun with another
+#: worker count or figure size, or with learned metrics turned on, resumes the same run.
+_NOT_IN_RUN_ID = {"workers", "figure_rows", "runs_root", "run_id", "learned_metrics"}
 
 
 @dataclass
@@ -35,6 +35,7 @@ class RunConfig:
     max_side: int = 512
     seed: int = 0
     weights: dict[str, str] = field(default_factory=dict)
+    learned_metrics: bool = True
     workers: int = 1
     figure_rows: int = 8
     runs_root: str = "runs"

@@ -22,8 +22,8 @@ SSIM_SIGMA = 1.5
 SSIM_CONVENTION = "RGB, per channel, 11x11 Gaussian window, sigma 1.5 (LaMa's evaluation convention)"
 METRIC_NAMES = ("psnr", "ssim", "l1", "psnr_hole", "ssim_hole", "l1_hole")
 #: True when larger is better, for each metric the suite reports.
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "l1": False, "psnr_hole": True, "ssim_hole": True,
-                    "l1_hole": False, "lpips": False}
+HIGHER_IS_BETTER = {"lpips": False, "psnr": True, "ssim": True, "l1": False, "psnr_hole": True,
+                    "ssim_hole": True, "l1_hole": False}
 
 
 def psnr(mse: float) -> float:

@@ -18,6 +18,8 @@ from bench import figures
 from bench.errors import UserError
 from bench.io import read_json, read_rgb_png, write_table, write_text
 from bench.pixel_metrics import HIGHER_IS_BETTER, SSIM_CONVENTION
+from bench.deep_metrics import FID_INDICATIVE_REASON, FID_RELIABLE_MIN_N
+from bench.scoring import set_metrics
 from bench.statistics import (
     area_bins,
     choose_reference,
@@ -55,6 +57,7 @@ class ReportData:
     bins: pd.DataFrame
     timing: pd.DataFrame
     reference: str | None
+    set_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     case_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     grid_paths: dict[str, str] = field(default_factory=dict)
     curve_paths: dict[str, str] = field(default_factory=dict)
@@ -75,8 +78,10 @@ def load_run(run_dir: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
     return config, meta, rows, errors
 
 
-def case_table(summary: pd.DataFrame, case: str, metrics: list[str]) -> pd.DataFrame:
-    """One row per method: ``mean [low, high]`` per metric, the best mean in bold, and N."""
+def case_table(summary: pd.DataFrame, case: str, metrics: list[str],
+               set_metrics: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per method: ``mean [low, high]`` per metric, FID and KID when available, the best value
+    of each column in bold, and N."""
     data = summary[summary["case"] == case]
     methods = list(dict.fromkeys(data["method"]))
     table = pd.DataFrame({"method": methods})
@@ -94,6 +99,25 @@ def case_table(summary: pd.DataFrame, case: str, metrics: list[str]) -> pd.DataF
             column.append(f"**{text}**" if method == best and len(methods) > 1 else text)
         arrow = "↑" if HIGHER_IS_BETTER[metric] else "↓"
         table[f"{METRIC_LABELS.get(metric, metric)} {arrow}"] = column
+    if set_metrics is not None and not set_metrics.empty:
+        sets = set_metrics[set_metrics["case"] == case].set_index("method")
+        if not sets.empty:
+            best_fid = sets["fid"].idxmin() if sets["fid"].notna().any() else None
+            best_kid = sets["kid_mean"].idxmin() if sets["kid_mean"].notna().any() else None
+            fid_column, kid_column = [], []
+            for method in methods:
+                if method not in sets.index:
+                    fid_column.append("n/a")
+                    kid_column.append("n/a")
+                    continue
+                cell = sets.loc[method]
+                fid = f"{cell['fid']:.2f}" + ("*" if cell["indicative"] else "")
+                kid = f"{cell['kid_mean'] * 1000:.2f} ± {cell['kid_std'] * 1000:.2f}"
+                bold = len(methods) > 1
+                fid_column.append(f"**{fid}**" if bold and method == best_fid else fid)
+                kid_column.append(f"**{kid}**" if bold and method == best_kid else kid)
+            table["FID ↓"] = fid_column
+            table["KID×1000 ↓"] = kid_column
     counts = data.groupby("method", sort=False)["n"].max()
     table["N"] = [int(counts[method]) for method in methods]
     return table
@@ -110,15 +134,17 @@ def build_report(run_dir: Path, *, reference: str | None = None) -> ReportData:
     paired = paired_comparison(rows, reference, metrics) if reference and len(methods) > 1 else pd.DataFrame()
     bins = area_bins(rows, metrics)
     timing = timing_summary(rows)
-    data = ReportData(run_dir, config, meta, rows, errors, summary, paired, bins, timing, reference)
+    sets = set_metrics(run_dir, rows, seed=int(config["run"].get("seed", 0))) if not rows.empty else pd.DataFrame()
+    data = ReportData(run_dir, config, meta, rows, errors, summary, paired, bins, timing, reference, sets)
     tables_dir = run_dir / "tables"
     write_table(tables_dir / "summary.csv", summary)
     write_table(tables_dir / "paired.csv", paired)
     write_table(tables_dir / "area_bins.csv", bins)
     write_table(tables_dir / "timing.csv", timing)
+    write_table(tables_dir / "set_metrics.csv", sets)
     for case in config["run"]["cases"]:
         if case in set(summary["case"]):
-            data.case_tables[case] = case_table(summary, case, metrics)
+            data.case_tables[case] = case_table(summary, case, metrics, sets)
             write_text(tables_dir / f"summary_{case}.md", data.case_tables[case].to_markdown(index=False) + "\n")
     _draw_figures(data, metrics)
     write_text(run_dir / "report.md", render_markdown(data))
@@ -162,6 +188,27 @@ def _draw_figures(data: ReportData, metrics: list[str]) -> None:
         figures.speed_quality_scatter(points, quality_metric, run_dir / data.scatter_path)
 
 
+def learned_metric_lines(meta: dict) -> list[str]:
+    """Report lines stating how LPIPS, FID and KID were computed, or why they are unavailable."""
+    scoring = meta.get("scoring", {})
+    lines = []
+    if scoring.get("lpips_unavailable"):
+        lines.append(f"- LPIPS: {scoring['lpips_unavailable']}.")
+    elif scoring:
+        lines.append(f"- LPIPS: v0.1, {scoring.get('lpips_net', 'alex')} backbone, inputs mapped to [-1, 1], whole "
+                     "image.")
+    if scoring.get("fid_unavailable"):
+        lines.append(f"- FID/KID: {scoring['fid_unavailable']}.")
+    elif scoring:
+        lines.append("- FID/KID: Inception-v3 pool3 (TF inception-2015-12-05 weights), whole image, over the images "
+                     "of each case; KID ×1000, mean ± std over subsets whose size follows N. FID marked * comes "
+                     f"from fewer than {FID_RELIABLE_MIN_N:,} images and is indicative only: {FID_INDICATIVE_REASON}.")
+    for key, label in (("lpips_seconds_per_image", "LPIPS"), ("features_seconds_per_image", "Inception features")):
+        if scoring.get(key):
+            lines.append(f"- Metric cost on this machine: {label} {scoring[key]:.3f} s per image.")
+    return lines
+
+
 def _markdown_table(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False) if not table.empty else "_none_"
 
@@ -180,6 +227,7 @@ def render_markdown(data: ReportData) -> str:
         f"{meta['cached_jobs']} reused from an earlier attempt).",
         f"- Statistics: mean [95 % percentile-bootstrap CI of the mean, 2000 resamples]; images whose mask "
         "had no hole are left out of every statistic.",
+        *learned_metric_lines(meta),
         f"- SSIM convention: {SSIM_CONVENTION}. PSNR over RGB values in [0, 1]; L1 mean absolute error in "
         "[0, 1]; \"hole\" columns use hole pixels only. Every method's output is composited with the known "
         "pixels before scoring.",

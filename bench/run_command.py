@@ -48,6 +48,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int, default=0, help="seed of masks and stochastic methods (default 0)")
     run.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH",
                      help="weights of a deep method, e.g. lama=big-lama/models/best.ckpt (repeatable)")
+    run.add_argument("--no-learned-metrics", action="store_true",
+                     help="skip LPIPS, FID and KID (pixel metrics only); a later rerun without it adds them")
     run.add_argument("--workers", type=int, default=default_worker_count(),
                      help="processes for CPU (traditional) methods")
     run.add_argument("--figure-rows", type=int, default=8, help="images shown in each figure grid")
@@ -95,7 +97,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         methods=methods, cases=cases, data=str(args.data) if args.data else None,
         masks=str(args.masks) if args.masks else None, mask_invert=args.mask_invert,
         mask_threshold=args.mask_threshold, limit=args.limit, size=args.size, max_side=args.max_side,
-        seed=args.seed, weights=weights, workers=max(1, args.workers), figure_rows=args.figure_rows,
+        seed=args.seed, weights=weights, learned_metrics=not args.no_learned_metrics, workers=max(1, args.workers), figure_rows=args.figure_rows,
         runs_root=str(args.runs_dir), run_id=args.run_id,
     )
 
@@ -147,6 +149,7 @@ def write_run_files(config: RunConfig, outcome, started: float, command: str) ->
             for image in outcome.images
         ],
         "command": command,
+        "scoring": outcome.scoring.as_dict() if outcome.scoring else {},
     }
     write_json(run_dir / "run.json", meta)
 
@@ -171,7 +174,10 @@ def run_command(args: argparse.Namespace) -> int:
     for name, reason in outcome.skipped.items():
         print(f"skipped {name}: {reason}")
     for case, table in data.case_tables.items():
-        print(f"\ncase {case}\n{table.to_markdown(index=False)}")
+        # The console shows the headline columns; report.md has them all.
+        shown = [column for column in table.columns
+                 if column.split(" ")[0] in ("method", "LPIPS", "PSNR", "SSIM", "FID", "N") and "hole" not in column]
+        print(f"\ncase {case}\n{table[shown].to_markdown(index=False)}")
     if not outcome.errors.empty:
         print(f"\n{len(outcome.errors)} job(s) failed; see {outcome.run_dir / 'errors.csv'}")
     print(f"\nreport: {outcome.run_dir / 'report.md'}")

@@ -29,6 +29,7 @@ from bench.datasets import BenchImage, apply_size_policy, default_images, folder
 from bench.errors import UserError
 from bench.io import read_json, write_json, write_rgb_png, write_table
 from bench.pixel_metrics import pixel_metrics
+from bench.scoring import ScoringReport, disabled_report, score_run
 from masks.cases import case_mask, get_case
 from masks.io import MaskFileError, read_labelme, read_mask_png, write_mask_png
 from methods.base import Inpainter
@@ -70,6 +71,7 @@ class RunOutcome:
     computed_jobs: int
     cached_jobs: int
     images: list[BenchImage] = field(default_factory=list)
+    scoring: ScoringReport | None = None
 
 
 def job_seed(seed: int, case: str, image_id: str) -> int:
@@ -289,11 +291,16 @@ class Runner:
             bar.update()
         bar.close()
         write_table(errors_path, pd.DataFrame(errors, columns=["method", "case", "image_id", "error"]))
+        if self.config.learned_metrics:
+            scoring = score_run(self.run_dir, [spec.record_path for spec in specs],
+                                {image.image_id: image.image for image in images}, progress=self.progress)
+        else:
+            scoring = disabled_report()
         rows = collect_rows(self.run_dir, specs)
         write_table(self.run_dir / "rows.parquet", rows)
         return RunOutcome(self.run_dir, rows, pd.DataFrame(errors, columns=["method", "case", "image_id", "error"]),
                           skipped, computed_jobs=len(pending) - len(errors), cached_jobs=len(specs) - len(pending),
-                          images=images)
+                          images=images, scoring=scoring)
 
 
 def _is_cpu_method(name: str) -> bool:

@@ -35,6 +35,8 @@ from masks.io import atomic_write_bytes
 
 ORIGINALS = "_originals"
 LPIPS_NET = "alex"
+#: AlexNet's pooling stack needs at least this many pixels per side; smaller images get NaN LPIPS.
+LPIPS_MIN_SIDE = 31
 
 
 @dataclass
@@ -74,6 +76,12 @@ def _save_features(path: Path, features: np.ndarray) -> None:
     np.save(buffer, features.astype(np.float32))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def disabled_report() -> ScoringReport:
+    """The report of a run whose user turned learned metrics off."""
+    reason = "not computed: the run was started with --no-learned-metrics"
+    return ScoringReport(reason, reason)
 
 
 def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, np.ndarray], *,
@@ -119,7 +127,10 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
             prediction = read_rgb_png(path.with_suffix(".png"))
             if needs_lpips:
                 start = time.perf_counter()
-                record["lpips"] = float(lpips_metric(prediction, originals[record["image_id"]])[0])
+                if min(prediction.shape[:2]) < LPIPS_MIN_SIDE:
+                    record["lpips"] = float("nan")
+                else:
+                    record["lpips"] = float(lpips_metric(prediction, originals[record["image_id"]])[0])
                 report.lpips_seconds += time.perf_counter() - start
                 report.lpips_scored += 1
                 write_json(path, record)

@@ -60,6 +60,12 @@ def _load_all() -> None:
             entry.load()
         except Exception as error:  # a broken plug-in must not break the suite
             warnings.warn(f"could not load method plug-in {entry.name!r} ({entry.value}): {error}", stacklevel=2)
+    # Modules may have been imported in any order before this point; list built-ins in the order of
+    # BUILTIN_MODULES (definition order within a module), then plug-ins.
+    rank = {module: index for index, module in enumerate(BUILTIN_MODULES)}
+    ordered = sorted(_REGISTRY.items(), key=lambda item: rank.get(item[1].__module__, len(rank)))
+    _REGISTRY.clear()
+    _REGISTRY.update(ordered)
 
 
 def list_methods() -> list[str]:

@@ -35,10 +35,10 @@ def test_time_runs_warms_up_then_times() -> None:
 
 
 def test_peak_memory_sees_a_large_allocation() -> None:
-    peak, extra, method = measure_peak_memory(lambda: np.ones(40 * 2**20 // 8).sum(), torch.device("cpu"))
+    peak, extra, method = measure_peak_memory(lambda: np.ones(160 * 2**20 // 8).sum(), torch.device("cpu"))
     assert peak > 0 and method
     if "VmHWM" in method:
-        assert extra >= 30
+        assert extra >= 80
 
 
 def test_deep_methods_need_weights_or_the_random_flag() -> None:

@@ -43,7 +43,7 @@ class _SeesHoles(Inpainter):
 def test_run_writes_rows_and_resumes_without_recomputing(tmp_path):
     data = _photos(tmp_path / "data")
     config = RunConfig(methods=["telea", "ns"], cases=["small", "large"], data=str(data),
-                       runs_root=str(tmp_path / "runs"))
+                       runs_root=str(tmp_path / "runs"), learned_metrics=False)
     first = Runner(config, progress=False).run()
     assert first.computed_jobs == 12 and first.cached_jobs == 0 and first.errors.empty
     assert len(first.rows) == 12
@@ -62,7 +62,7 @@ def test_run_writes_rows_and_resumes_without_recomputing(tmp_path):
 
 def test_known_pixels_are_bit_identical_after_compositing(tmp_path):
     data = _photos(tmp_path / "data", count=1)
-    config = RunConfig(methods=["telea"], cases=["region"], data=str(data), runs_root=str(tmp_path / "runs"))
+    config = RunConfig(methods=["telea"], cases=["region"], data=str(data), runs_root=str(tmp_path / "runs"), learned_metrics=False)
     run_dir = Runner(config, progress=False).run().run_dir
     original = read_rgb_png(run_dir / "images" / "img0.png")
     prediction = read_rgb_png(run_dir / "pred" / "telea" / "region" / "img0.png")
@@ -76,7 +76,7 @@ def test_method_never_sees_hole_pixels_and_gets_a_seed(tmp_path, monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, _SeesHoles.name, _SeesHoles)
     data = _photos(tmp_path / "data", count=2)
     _SeesHoles.seen.clear()
-    config = RunConfig(methods=[_SeesHoles.name], cases=["large"], data=str(data), runs_root=str(tmp_path / "r"))
+    config = RunConfig(methods=[_SeesHoles.name], cases=["large"], data=str(data), runs_root=str(tmp_path / "r"), learned_metrics=False)
     Runner(config, progress=False).run()
     assert [value for value, _ in _SeesHoles.seen] == [0, 0]
     seeds = [seed for _, seed in _SeesHoles.seen]
@@ -90,7 +90,7 @@ def test_failing_job_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((32, 40, 3), np.uint8)).save(data / "a.png")
     Image.fromarray(np.zeros((33, 40, 3), np.uint8)).save(data / "b.png")
     config = RunConfig(methods=[_FailsOnSecondImage.name, "telea"], cases=["small"], data=str(data),
-                       runs_root=str(tmp_path / "runs"))
+                       runs_root=str(tmp_path / "runs"), learned_metrics=False)
     outcome = Runner(config, progress=False).run()
     assert len(outcome.rows) == 3
     errors = pd.read_csv(outcome.run_dir / "errors.csv")
@@ -105,7 +105,7 @@ def test_empty_and_full_user_masks(tmp_path):
     Image.fromarray(np.zeros((24, 24), np.uint8)).save(masks / "img0.png")
     Image.fromarray(np.full((24, 24), 255, np.uint8)).save(masks / "img1.png")
     config = RunConfig(methods=["telea"], cases=["user"], data=str(data), masks=str(masks),
-                       runs_root=str(tmp_path / "runs"))
+                       runs_root=str(tmp_path / "runs"), learned_metrics=False)
     rows = Runner(config, progress=False).run().rows.set_index("image_id")
     assert rows.loc["img0", "note"] == NOTHING_TO_FILL and rows.loc["img0", "l1"] == 0
     assert rows.loc["img1", "note"] == ALL_HOLE and rows.loc["img1", "hole_fraction"] == 1.0
@@ -114,7 +114,7 @@ def test_empty_and_full_user_masks(tmp_path):
 def test_parallel_workers_give_the_same_rows(tmp_path):
     data = _photos(tmp_path / "data", count=2)
     serial = RunConfig(methods=["telea", "biharmonic"], cases=["small"], data=str(data),
-                       runs_root=str(tmp_path / "a"))
+                       runs_root=str(tmp_path / "a"), learned_metrics=False)
     parallel = RunConfig(**{**vars(serial), "runs_root": str(tmp_path / "b"), "workers": 2})
     columns = ["method", "case", "image_id", "psnr", "ssim", "l1"]
     first = Runner(serial, progress=False).run().rows[columns]
@@ -135,6 +135,6 @@ def test_user_mask_problems_name_the_file(tmp_path, bad):
     else:
         expected = "no mask for image"
     config = RunConfig(methods=["telea"], cases=["user"], data=str(data), masks=str(masks),
-                       runs_root=str(tmp_path / "runs"))
+                       runs_root=str(tmp_path / "runs"), learned_metrics=False)
     with pytest.raises(UserError, match=expected):
         Runner(config, progress=False).run()
