@@ -53,9 +53,11 @@ class Tolerance:
     unit: str = ""
 
     def allowed(self, baseline: float) -> float:
+        """The largest difference from ``baseline`` that still passes."""
         return self.value * abs(baseline) if self.relative else self.value
 
     def describe(self) -> str:
+        """The tolerance for messages, e.g. ``0.05 dB`` or ``2 %``."""
         return f"{self.value * 100:g} %" if self.relative else f"{self.value:g}{self.unit}"
 
 
@@ -104,9 +106,11 @@ class CheckResult:
     compared: int = 0
 
     def of_kind(self, kind: str) -> list[Finding]:
+        """Findings of one kind (``regression``, ``improvement``, ``changed``, ``missing``, ``new``)."""
         return [finding for finding in self.findings if finding.kind == kind]
 
     def failed(self, *, allow_improvements: bool = False) -> bool:
+        """Whether any finding fails the check; improvements count unless ``allow_improvements``."""
         blocking = [finding for finding in self.findings
                     if not (allow_improvements and finding.kind == "improvement")]
         return bool(blocking)
@@ -123,6 +127,7 @@ SECTIONS = {
 
 
 def tolerance_for(metric: str) -> Tolerance:
+    """The tolerance of ``metric``'s mean, `DEFAULT_TOLERANCE` for metrics not in `TOLERANCES`."""
     return TOLERANCES.get(metric, DEFAULT_TOLERANCE)
 
 
@@ -141,6 +146,7 @@ def read_summary(path: Path) -> pd.DataFrame:
 
 
 def run_summary_path(run_dir: Path) -> Path:
+    """``RUN_DIR/tables/summary.csv``; a `UserError` naming the fix when it does not exist."""
     path = Path(run_dir) / "tables" / "summary.csv"
     if not path.exists():
         if (Path(run_dir) / "rows.parquet").exists():

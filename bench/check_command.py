@@ -11,6 +11,7 @@ DEFAULT_BASELINE = Path("reports/baseline")
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``check`` sub-command to ``subparsers``."""
     check = subparsers.add_parser(
         "check", help="compare a run's summary table with a baseline; non-zero exit on any difference beyond tolerance",
         description="Compare RUN_DIR/tables/summary.csv with BASELINE/summary.csv metric by metric. Regressions, "
@@ -27,6 +28,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def check_command(args: argparse.Namespace) -> int:
+    """Check (or with ``--update`` rewrite) the baseline; 0 when it passes, 1 when it fails."""
     if args.update:
         path = update_baseline(args.run_dir, args.baseline)
         print(f"baseline written: {path} (commit {args.baseline} to make it the reference)")

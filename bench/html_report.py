@@ -164,6 +164,7 @@ def bin_sections(data: ReportData, figure: _Figures) -> list[dict[str, Any]]:
 
 
 def timing_rows(data: ReportData) -> list[dict[str, str]]:
+    """Median and mean time per image, per method and case, as display strings."""
     return [{"method": row["method"], "case": row["case"], "median_s": f"{row['median_s']:.3f}",
              "mean_s": f"{row['mean_s']:.3f}", "n": str(int(row["n"]))} for _, row in data.timing.iterrows()]
 
@@ -186,6 +187,7 @@ def _flatten(params: dict, prefix: str = "") -> list[str]:
 
 
 def image_rows(meta: dict) -> list[dict[str, str]]:
+    """One row per image of the run: id, source, original and used size, conversions applied."""
     return [{"image": image["image_id"], "source": image["source"],
              "original": f"{image['original_size'][1]}x{image['original_size'][0]}",
              "used": f"{image['size'][1]}x{image['size'][0]}", "conversions": "; ".join(image["notes"]) or "-"}

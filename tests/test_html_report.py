@@ -6,8 +6,6 @@ import copy
 import re
 import shutil
 import subprocess
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
