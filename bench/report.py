@@ -148,6 +148,9 @@ def build_report(run_dir: Path, *, reference: str | None = None) -> ReportData:
             write_text(tables_dir / f"summary_{case}.md", data.case_tables[case].to_markdown(index=False) + "\n")
     _draw_figures(data, metrics)
     write_text(run_dir / "report.md", render_markdown(data))
+    from bench.html_report import write_html  # imported here: html_report imports this module
+
+    write_html(data)
     return data
 
 
