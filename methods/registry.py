@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "relama_bench.methods"
 #: Modules of the built-in adapters, imported on first use of the registry.
 BUILTIN_MODULES: tuple[str, ...] = (
     "methods.classical",
+    "methods.ict",
 )
 
 _REGISTRY: dict[str, type[Inpainter]] = {}
