@@ -235,9 +235,9 @@ def sample_tokens(
     generator : torch.Generator, optional
         Source of randomness; exactly one ``multinomial`` call is made per visited position.
     fast : bool
-        Compute only the logits that are read (a window of rows in the last block) and the three
-        attention projections in one product. The logits, hence the samples, are bit-identical to
-        the full forward pass (checked by the tests).
+        Compute only the logits that are read (a window of rows in the last block, the final
+        LayerNorm and the head) under ``inference_mode``. The logits, hence the samples, are
+        bit-identical to those of the full forward pass (checked by the tests).
     progress : callable, optional
         Wraps the iterator over visited positions (e.g. a tqdm bar); receives it and its length.
 
@@ -256,10 +256,9 @@ def sample_tokens(
         positions = progress(positions, len(visit_order))
     context = torch.inference_mode() if fast else torch.no_grad()
     with context:
-        fused = model.fused_projections() if fast else None
         for position in positions:
             if fast:
-                logits = model(tokens, missing, position=position, fused=fused)
+                logits = model(tokens, missing, position=position)
             else:
                 logits = model(tokens, missing)[:, position, :]
             logits = logits / temperature

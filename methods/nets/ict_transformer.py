@@ -87,43 +87,13 @@ class BidirectionalSelfAttention(nn.Module):
         batch, length, width = x.shape
         return x.view(batch, length, self.n_head, width // self.n_head).transpose(1, 2)
 
-    def fused_projection(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Key, query and value weights and biases stacked into one (3C, C) projection."""
-        weight = torch.cat((self.key.weight, self.query.weight, self.value.weight))
-        bias = torch.cat((self.key.bias, self.query.bias, self.value.bias))
-        return weight, bias
-
-    def _project(
-        self, x: torch.Tensor, rows: slice | None, fused: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        width = x.shape[-1]
-        if fused is None:
-            queries = x if rows is None else x[:, rows]
-            return self.key(x), self.query(queries), self.value(x)
-        weight, bias = fused
-        if rows is None:
-            key, query, value = F.linear(x, weight, bias).split(width, dim=-1)
-            return key, query, value
-        key_value_weight = torch.cat((weight[:width], weight[2 * width:]))
-        key_value_bias = torch.cat((bias[:width], bias[2 * width:]))
-        key, value = F.linear(x, key_value_weight, key_value_bias).split(width, dim=-1)
-        query = F.linear(x[:, rows], weight[width:2 * width], bias[width:2 * width])
-        return key, query, value
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        rows: slice | None = None,
-        fused: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """Attend from every position (or only from ``rows``) to every position of ``x``.
-
-        ``fused`` is the output of `fused_projection`; passing it computes the three projections
-        with one matrix product, which gives the same values as three separate ones.
-        """
-        key, query, value = self._project(x, rows, fused)
-        batch, length, width = query.shape
-        key, query, value = self._split_heads(key), self._split_heads(query), self._split_heads(value)
+    def forward(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        """Attend from every position (or only from ``rows``) to every position of ``x``."""
+        queries = x if rows is None else x[:, rows]
+        batch, length, width = queries.shape
+        key = self._split_heads(self.key(x))
+        query = self._split_heads(self.query(queries))
+        value = self._split_heads(self.value(x))
         scores = (query @ key.transpose(-2, -1)) * (1.0 / math.sqrt(key.size(-1)))
         weights = F.softmax(scores, dim=-1)
         mixed = (weights @ value).transpose(1, 2).contiguous().view(batch, length, width)
@@ -144,14 +114,9 @@ class TransformerBlock(nn.Module):
             nn.Linear(4 * config.n_embd, config.n_embd),
         )
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        rows: slice | None = None,
-        fused: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """Run the block; with ``rows`` only those positions are returned (keys still span all)."""
-        attended = self.attn(self.ln1(x), rows, fused)
+        attended = self.attn(self.ln1(x), rows)
         x = (x if rows is None else x[:, rows]) + attended
         return x + self.mlp(self.ln2(x))
 
@@ -182,17 +147,7 @@ class ICTTransformer(nn.Module):
     #: window keeps the values bit-identical to those of the full forward pass.
     query_window = 8
 
-    def fused_projections(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Every block's stacked key/query/value projection, to pass to `forward` as ``fused``."""
-        return [block.attn.fused_projection() for block in self.blocks]
-
-    def forward(
-        self,
-        ids: torch.Tensor,
-        missing: torch.Tensor,
-        position: int | None = None,
-        fused: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-    ) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, missing: torch.Tensor, position: int | None = None) -> torch.Tensor:
         """Predict palette logits.
 
         Parameters
@@ -204,9 +159,6 @@ class ICTTransformer(nn.Module):
         position : int, optional
             When given, only the logits at this position are returned, and the last block, the final
             LayerNorm and the head process only a window of `query_window` rows around it.
-        fused : list, optional
-            Output of `fused_projections`, computed once for many calls: one matrix product per
-            block instead of three for the key/query/value projections.
 
         Returns
         -------
@@ -222,7 +174,7 @@ class ICTTransformer(nn.Module):
             rows = slice(start, start + self.query_window)
         last = len(self.blocks) - 1
         for index, block in enumerate(self.blocks):
-            x = block(x, rows if index == last else None, None if fused is None else fused[index])
+            x = block(x, rows if index == last else None)
         logits = self.head(self.ln_f(x))
         if position is None:
             return logits
