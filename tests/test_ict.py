@@ -191,3 +191,12 @@ def test_contributing_holes_covers_every_pixel_the_filter_reads():
         rule = ict.contributing_holes(mask, width, height, support)
         assert np.all(rule[np.abs(spread) > 0])
     assert np.array_equal(ict.contributing_holes(mask, 45, 61, 2.0), mask)
+
+
+def test_random_weights_instance_for_timing():
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        ict.ICT.with_random_weights("CelebA")
+    adapter = ict.ICT.with_random_weights("Places2_Nature", progress=False)
+    assert adapter.transformer.config == ict.ICT_TRANSFORMER_CONFIGS["Places2_Nature"]
+    assert adapter.describe()["weights"] == "random (timing only)"
+    assert adapter.grid_size == 32
