@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench.list_command",
     "bench.weights_command",
     "bench.perf",
+    "bench.check_command",
 )
 
 

@@ -24,6 +24,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "methods.context_encoder",
     "methods.pluralistic",
     "methods.lama",
+    "methods.ict",
 )
 
 _REGISTRY: dict[str, type[Inpainter]] = {}
