@@ -21,7 +21,8 @@ class RunConfig:
     """Everything that determines a run's results.
 
     ``methods`` and ``cases`` are lists of names; ``data`` is a folder or ``None`` for the embedded
-    default images; ``masks`` a folder of user masks or ``None`` for the generated cases.
+    default images; ``masks`` a folder of user masks or ``None`` for the generated cases;
+    ``samples`` is how many completions methods that can sample draw per image (for diversity).
     """
 
     methods: list[str]
@@ -36,6 +37,7 @@ class RunConfig:
     seed: int = 0
     weights: dict[str, str] = field(default_factory=dict)
     learned_metrics: bool = True
+    samples: int = 1
     workers: int = 1
     figure_rows: int = 8
     runs_root: str = "runs"

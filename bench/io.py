@@ -43,6 +43,11 @@ def read_rgb_png(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def sample_path(pred_path: Path, index: int) -> Path:
+    """Where sample ``index`` (1, 2, ...) of a prediction is kept; sample 0 is ``pred_path`` itself."""
+    return pred_path.with_name(f"{pred_path.stem}.s{index}.png")
+
+
 def write_table(path: Path, table: pd.DataFrame) -> None:
     """Write a table as parquet or CSV, chosen by the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench import figures
 from bench.errors import UserError
-from bench.io import read_json, read_rgb_png, write_table, write_text
+from bench.io import read_json, read_rgb_png, sample_path, write_table, write_text
 from bench.pixel_metrics import HIGHER_IS_BETTER, SSIM_CONVENTION
 from bench.deep_metrics import FID_INDICATIVE_REASON, FID_RELIABLE_MIN_N
 from bench.scoring import set_metrics
@@ -62,6 +62,8 @@ class ReportData:
     grid_paths: dict[str, str] = field(default_factory=dict)
     curve_paths: dict[str, str] = field(default_factory=dict)
     scatter_path: str | None = None
+    diversity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sample_grid_paths: dict[str, str] = field(default_factory=dict)
 
 
 def load_run(run_dir: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
@@ -146,6 +148,9 @@ def build_report(run_dir: Path, *, reference: str | None = None) -> ReportData:
         if case in set(summary["case"]):
             data.case_tables[case] = case_table(summary, case, metrics, sets)
             write_text(tables_dir / f"summary_{case}.md", data.case_tables[case].to_markdown(index=False) + "\n")
+    if "diversity_lpips" in rows.columns and rows["diversity_lpips"].notna().any():
+        data.diversity = summarise(rows[rows["diversity_lpips"].notna()], ["diversity_lpips"])
+        write_table(tables_dir / "diversity.csv", data.diversity)
     _draw_figures(data, metrics)
     write_text(run_dir / "report.md", render_markdown(data))
     from bench.html_report import write_html  # imported here: html_report imports this module
@@ -181,6 +186,7 @@ def _draw_figures(data: ReportData, metrics: list[str]) -> None:
             relative = f"figures/area_{metric}.png"
             figures.area_curve(data.bins, metric, run_dir / relative, ylabel=METRIC_LABELS.get(metric, metric))
             data.curve_paths[metric] = relative
+    _draw_sample_grids(data, image_ids, originals)
     quality_metric = "lpips" if "lpips" in metrics else "psnr_hole"
     per_method = data.summary[data.summary["metric"] == quality_metric].groupby("method", sort=False)["mean"].mean()
     speed = data.timing.groupby("method", sort=False)["median_s"].median()
@@ -210,6 +216,32 @@ def learned_metric_lines(meta: dict) -> list[str]:
         if scoring.get(key):
             lines.append(f"- Metric cost on this machine: {label} {scoring[key]:.3f} s per image.")
     return lines
+
+
+SAMPLE_GRID_IMAGES = 4
+
+
+def _draw_sample_grids(data: ReportData, image_ids: list[str], originals: list[np.ndarray]) -> None:
+    """For each sampling method and case, a grid of the k completions of the first few images."""
+    if data.diversity.empty:
+        return
+    run_dir = data.run_dir
+    shown_ids, shown_originals = image_ids[:SAMPLE_GRID_IMAGES], originals[:SAMPLE_GRID_IMAGES]
+    for (method, case), group in data.rows[data.rows["diversity_lpips"].notna()].groupby(["method", "case"]):
+        samples = int(group["samples"].max())
+        hole_masks = [read_mask_png(run_dir / "masks" / case / f"{image_id}.png") for image_id in shown_ids]
+        columns: dict[str, list[np.ndarray | None]] = {}
+        for index in range(samples):
+            panels = []
+            for image_id in shown_ids:
+                path = run_dir / "pred" / method / case / f"{image_id}.png"
+                path = path if index == 0 else sample_path(path, index)
+                panels.append(read_rgb_png(path) if path.exists() else None)
+            columns[f"sample {index + 1}"] = panels
+        relative = f"figures/samples_{method}_{case}.png"
+        figures.comparison_grid(shown_ids, shown_originals, hole_masks, columns, run_dir / relative,
+                                title=f"{method}, case {case}: {samples} samples per image")
+        data.sample_grid_paths[f"{method} / {case}"] = relative
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
@@ -245,6 +277,17 @@ def render_markdown(data: ReportData) -> str:
         lines += [f"### {case}", "", _markdown_table(table), ""]
         if case in data.grid_paths:
             lines += [f"![{case} grid]({data.grid_paths[case]})", ""]
+    if not data.diversity.empty:
+        lines += ["## Diversity", "", "Mean pairwise LPIPS between the completions a sampling method draws for the "
+                  "same input (higher = more diverse; the measure of the Pluralistic and ICT papers), "
+                  "mean [95 % CI] over images.", ""]
+        diversity = data.diversity.copy()
+        diversity["diversity (pairwise LPIPS)"] = [
+            f"{mean:.4f} [{low:.4f}, {high:.4f}]"
+            for mean, low, high in zip(diversity["mean"], diversity["ci_low"], diversity["ci_high"])]
+        lines += [_markdown_table(diversity[["method", "case", "diversity (pairwise LPIPS)", "n"]]), ""]
+        lines += [f"![{name} samples]({path})" for name, path in data.sample_grid_paths.items()]
+        lines.append("")
     if data.reference and not data.paired.empty:
         lines += [f"## Paired comparison against `{data.reference}`", "",
                   "Mean per-image difference (method − reference) with its 95 % CI, Wilcoxon signed-rank "

@@ -48,6 +48,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int, default=0, help="seed of masks and stochastic methods (default 0)")
     run.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH",
                      help="weights of a deep method, e.g. lama=big-lama/models/best.ckpt (repeatable)")
+    run.add_argument("--samples", type=int, default=1,
+                     help="completions per image drawn by methods that can sample (pluralistic, ict); with 2 or "
+                          "more the report adds their diversity (mean pairwise LPIPS) and sample grids")
     run.add_argument("--no-learned-metrics", action="store_true",
                      help="skip LPIPS, FID and KID (pixel metrics only); a later rerun without it adds them")
     run.add_argument("--workers", type=int, default=default_worker_count(),
@@ -90,6 +93,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise UserError(f"unknown mask case {(unknown or [''])[0]!r}; known cases: {', '.join(CASES)}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit} selects no image: pass a positive number or leave it out")
+    if args.samples < 1:
+        raise UserError(f"--samples {args.samples} draws nothing: pass 1 or more")
     if args.size is not None and args.size < 16:
         raise UserError(f"--size {args.size} is too small: pass at least 16")
     weights = {name: str(path) for name, path in parse_weights_options(args.weights).items()}
@@ -97,7 +102,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         methods=methods, cases=cases, data=str(args.data) if args.data else None,
         masks=str(args.masks) if args.masks else None, mask_invert=args.mask_invert,
         mask_threshold=args.mask_threshold, limit=args.limit, size=args.size, max_side=args.max_side,
-        seed=args.seed, weights=weights, learned_metrics=not args.no_learned_metrics, workers=max(1, args.workers), figure_rows=args.figure_rows,
+        seed=args.seed, weights=weights, learned_metrics=not args.no_learned_metrics, samples=args.samples, workers=max(1, args.workers), figure_rows=args.figure_rows,
         runs_root=str(args.runs_dir), run_id=args.run_id,
     )
 

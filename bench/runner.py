@@ -27,7 +27,7 @@ from tqdm import tqdm
 from bench.config import RunConfig
 from bench.datasets import BenchImage, apply_size_policy, default_images, folder_images
 from bench.errors import UserError
-from bench.io import read_json, write_json, write_rgb_png, write_table
+from bench.io import read_json, sample_path, write_json, write_rgb_png, write_table
 from bench.pixel_metrics import pixel_metrics
 from bench.scoring import ScoringReport, disabled_report, score_run
 from masks.cases import case_mask, get_case
@@ -58,6 +58,7 @@ class JobSpec:
     seed: int
     pred_path: Path
     record_path: Path
+    samples: int = 1
 
 
 @dataclass
@@ -97,11 +98,15 @@ def _method_instance(name: str, weights: str | None) -> Inpainter:
 def execute_job(spec: JobSpec) -> dict:
     """Run one job, write its prediction and record, and return the record.
 
+    With ``spec.samples > 1`` a method that can sample draws that many completions: the first is the
+    scored prediction, the others are kept beside it for the diversity score.
+
     Exceptions propagate to the caller, which records them in ``errors.csv``.
     """
     image, hole_mask, job = spec.image, spec.hole_mask, spec.job
     hole_fraction = float(hole_mask.mean())
     note = ""
+    extra_samples: list[np.ndarray] = []
     start = time.perf_counter()
     if not hole_mask.any():
         note = NOTHING_TO_FILL
@@ -112,10 +117,18 @@ def execute_job(spec: JobSpec) -> dict:
         method = _method_instance(job.method, spec.weights)
         # The method must not see the pixels it is asked to fill.
         masked_input = np.where(hole_mask[:, :, None], 0, image).astype(np.uint8)
-        prediction = method.inpaint(masked_input, hole_mask, seed=spec.seed)
-        if prediction.shape != image.shape or prediction.dtype != np.uint8:
-            raise ValueError(f"{job.method} returned {prediction.dtype} {prediction.shape}, expected uint8 {image.shape}")
+        if spec.samples > 1 and method.can_sample:
+            extra_samples = method.sample(masked_input, hole_mask, spec.samples, spec.seed)
+            prediction = extra_samples.pop(0)
+        else:
+            prediction = method.inpaint(masked_input, hole_mask, seed=spec.seed)
+        for candidate in (prediction, *extra_samples):
+            if candidate.shape != image.shape or candidate.dtype != np.uint8:
+                raise ValueError(f"{job.method} returned {candidate.dtype} {candidate.shape}, "
+                                 f"expected uint8 {image.shape}")
     wall_time = time.perf_counter() - start
+    for index, extra in enumerate(extra_samples, start=1):
+        write_rgb_png(sample_path(spec.pred_path, index), composite(image, extra, hole_mask))
     result = composite(image, prediction, hole_mask)
     record = {
         "method": job.method,
@@ -127,6 +140,7 @@ def execute_job(spec: JobSpec) -> dict:
         "hole_fraction": hole_fraction,
         "wall_time_s": wall_time,
         "note": note,
+        "samples": 1 + len(extra_samples),
         **pixel_metrics(image, result, hole_mask),
     }
     write_rgb_png(spec.pred_path, result)
@@ -245,6 +259,7 @@ class Runner:
                         seed=job_seed(self.config.seed, case, bench_image.image_id),
                         pred_path=folder / f"{bench_image.image_id}.png",
                         record_path=folder / f"{bench_image.image_id}.json",
+                        samples=self.config.samples,
                     )
 
     def run(self) -> RunOutcome:
@@ -309,7 +324,7 @@ def _is_cpu_method(name: str) -> bool:
     return get_method_class(name).family is Family.TRADITIONAL
 
 
-ROW_COLUMNS = ["method", "family", "case", "image_id", "sample", "height", "width", "hole_fraction",
+ROW_COLUMNS = ["method", "family", "case", "image_id", "sample", "samples", "height", "width", "hole_fraction",
                "wall_time_s", "note", "psnr", "ssim", "l1", "psnr_hole", "ssim_hole", "l1_hole"]
 
 

@@ -30,7 +30,7 @@ from bench.deep_metrics import (
     kernel_inception_distance,
     lpips_unavailable_reason,
 )
-from bench.io import read_json, read_rgb_png, write_json
+from bench.io import read_json, read_rgb_png, sample_path, write_json
 from masks.io import atomic_write_bytes
 
 ORIGINALS = "_originals"
@@ -105,7 +105,8 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
         if not path.exists():
             continue
         record = read_json(path)
-        needs_lpips = report.lpips_unavailable is None and "lpips" not in record
+        needs_lpips = report.lpips_unavailable is None and (
+            "lpips" not in record or (record.get("samples", 1) > 1 and "diversity_lpips" not in record))
         needs_features = (report.fid_unavailable is None and
                           not feature_path(run_dir, record["method"], record["case"], record["image_id"]).exists())
         if needs_lpips or needs_features:
@@ -131,6 +132,8 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
                     record["lpips"] = float("nan")
                 else:
                     record["lpips"] = float(lpips_metric(prediction, originals[record["image_id"]])[0])
+                if record.get("samples", 1) > 1:
+                    record["diversity_lpips"] = diversity(lpips_metric, path.with_suffix(".png"), record["samples"])
                 report.lpips_seconds += time.perf_counter() - start
                 report.lpips_scored += 1
                 write_json(path, record)
@@ -141,6 +144,17 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
                 report.feature_seconds += time.perf_counter() - start
                 report.features_extracted += 1
     return report
+
+
+def diversity(lpips_metric: LPIPSMetric, pred_path: Path, samples: int) -> float:
+    """Mean pairwise LPIPS between the ``samples`` completions of one input (the diversity score of
+    the Pluralistic and ICT papers); NaN for images too small for LPIPS."""
+    images = [read_rgb_png(pred_path)] + [read_rgb_png(sample_path(pred_path, index)) for index in range(1, samples)]
+    if min(images[0].shape[:2]) < LPIPS_MIN_SIDE:
+        return float("nan")
+    pairs = [(first, second) for first in range(samples) for second in range(first + 1, samples)]
+    distances = lpips_metric([images[a] for a, _ in pairs], [images[b] for _, b in pairs])
+    return float(np.mean(distances))
 
 
 SET_COLUMNS = ["method", "case", "fid", "kid_mean", "kid_std", "kid_subset_size", "n", "indicative", "note"]
