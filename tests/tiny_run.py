@@ -34,7 +34,7 @@ def write_images(folder: Path) -> None:
 
 def run_arguments(data_dir: Path, runs_dir: Path) -> list[str]:
     return ["run", "--data", str(data_dir), "--methods", ",".join(METHODS), "--cases", CASE,
-            "--runs-dir", str(runs_dir), "--run-id", RUN_ID, "--workers", "1", "--no-progress"]
+            "--runs-dir", str(runs_dir), "--run-id", RUN_ID, "--workers", "1", "--no-progress", "--no-learned-metrics"]
 
 
 def build_tiny_run(root: Path) -> Path:
