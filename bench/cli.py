@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from typing import Sequence
 
@@ -38,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
+    # Recorded in run directories so that a report can print the command that reproduces it.
+    args.command_line = "relama-bench " + " ".join(shlex.quote(argument) for argument in arguments)
     try:
         return int(args.func(args) or 0)
     except (UserError, MethodUnavailable, CheckpointError) as error:

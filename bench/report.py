@@ -7,6 +7,7 @@ statistics, draws the figures into ``figures/`` and writes ``report.md``. Re-ren
 
 from __future__ import annotations
 
+import html
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,6 +249,11 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False) if not table.empty else "_none_"
 
 
+def _text(value: object) -> str:
+    """User-supplied text (ids, paths, messages) made inert in Markdown, which passes HTML through."""
+    return html.escape(str(value), quote=False).replace("|", "\\|")
+
+
 def render_markdown(data: ReportData) -> str:
     """The Markdown report."""
     config, meta = data.config, data.meta
@@ -270,7 +276,7 @@ def render_markdown(data: ReportData) -> str:
     ]
     if meta["skipped"]:
         lines += ["## Skipped methods", ""]
-        lines += [f"- `{name}`: {reason}" for name, reason in meta["skipped"].items()]
+        lines += [f"- {_text(name)}: {_text(reason)}" for name, reason in meta["skipped"].items()]
         lines.append("")
     lines += ["## Results by case", ""]
     for case, table in data.case_tables.items():
@@ -321,12 +327,12 @@ def render_markdown(data: ReportData) -> str:
     if data.errors.empty:
         lines += ["No job failed.", ""]
     else:
-        lines += [_markdown_table(data.errors), ""]
+        lines += [_markdown_table(data.errors.map(_text)), ""]
     lines += ["## Data", ""]
     image_table = pd.DataFrame([
-        {"image": image["image_id"], "source": image["source"],
+        {"image": _text(image["image_id"]), "source": _text(image["source"]),
          "original": f"{image['original_size'][1]}x{image['original_size'][0]}",
-         "used": f"{image['size'][1]}x{image['size'][0]}", "conversions": "; ".join(image["notes"]) or "-"}
+         "used": f"{image['size'][1]}x{image['size'][0]}", "conversions": _text("; ".join(image["notes"]) or "-")}
         for image in meta["images"]
     ])
     lines += [_markdown_table(image_table), ""]
@@ -340,5 +346,5 @@ def render_markdown(data: ReportData) -> str:
     lines += ["", "## Environment", ""]
     lines += [f"- {name}: {value}" for name, value in config.get("versions", {}).items()]
     lines += [f"- {name}: {value}" for name, value in config.get("machine", {}).items()]
-    lines += ["", f"Reproduce: `{meta['command']}`", ""]
+    lines += ["", f"Reproduce: {_text(meta['command'])}", ""]
     return "\n".join(lines)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import sys
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -172,7 +170,7 @@ def run_command(args: argparse.Namespace) -> int:
     started = time.time()
     runner = Runner(config, progress=not args.no_progress)
     outcome = runner.run()
-    command = "relama-bench " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    command = getattr(args, "command_line", "relama-bench run")
     write_run_files(config, outcome, started, command)
     data = build_report(outcome.run_dir, reference=args.reference)
     _point_latest(outcome.run_dir)
@@ -185,11 +183,11 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"\ncase {case}\n{table[shown].to_markdown(index=False)}")
     if not outcome.errors.empty:
         print(f"\n{len(outcome.errors)} job(s) failed; see {outcome.run_dir / 'errors.csv'}")
-    print(f"\nreport: {outcome.run_dir / 'report.md'}")
+    print(f"\nreport: {outcome.run_dir / 'report.md'} and {outcome.run_dir / 'report.html'}")
     return 0
 
 
 def report_command(args: argparse.Namespace) -> int:
     data = build_report(args.run_dir, reference=args.reference)
-    print(f"report: {data.run_dir / 'report.md'}")
+    print(f"report: {data.run_dir / 'report.md'} and {data.run_dir / 'report.html'}")
     return 0

@@ -58,7 +58,7 @@ def test_methods_missing_weights_are_skipped_with_reason(tmp_path, capsys):
                  "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--no-learned-metrics"]) == 0
     assert "skipped pluralistic: weights missing: pass --weights pluralistic=PATH" in capsys.readouterr().out
     report = (tmp_path / "runs" / "latest" / "report.md").read_text()
-    assert "## Skipped methods" in report and "`pluralistic`: weights missing" in report
+    assert "## Skipped methods" in report and "- pluralistic: weights missing" in report
 
 
 @pytest.mark.parametrize("argv, expected", [
