@@ -5,10 +5,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("RELAMA_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests run many small forward passes; on a busy two-core machine a second torch thread makes them
+    # up to a hundred times slower, and subprocess tests would oversubscribe the cores.
+    torch.set_num_threads(1)
+
+
+def write_photos(folder: Path, count: int = 2, size: tuple[int, int] = (40, 56), seed: int = 0,
+                 prefix: str = "p") -> Path:
+    """Write ``count`` random RGB PNGs named ``<prefix><i>.png`` into ``folder`` and return it."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{prefix}{index}.png")
+    return folder
 
 
 def shared_path(*parts: str) -> Path:

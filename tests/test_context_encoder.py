@@ -36,15 +36,6 @@ from methods.registry import available_methods, create_method, get_method_class
 REPLICAS = ["replica_netG_streetview_small.pth", "replica_netG_streetview_small_py3resave.pth"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a busy two-core machine make these tiny convolutions a hundred times slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def golden():
     return torch.load(shared_path("golden", "context_encoder", "golden_small.pt"), weights_only=True)

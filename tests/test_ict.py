@@ -16,15 +16,6 @@ from methods.checkpoint import CheckpointError
 from methods.registry import create_method, get_method_class, list_methods
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The sampler runs many small forward passes, which extra threads slow down on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def replica_dir() -> Path:
     return shared_path("golden", "ict", "replica")

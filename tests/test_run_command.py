@@ -14,16 +14,11 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
+from conftest import write_photos
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _photos(folder, count=2, size=(40, 56)):
-    folder.mkdir(exist_ok=True)
-    rng = np.random.default_rng(1)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"p{index}.png")
-    return folder
 
 
 def _error_of(capsys, argv):
@@ -34,7 +29,7 @@ def _error_of(capsys, argv):
 
 
 def test_run_end_to_end_writes_the_run_directory(tmp_path, capsys):
-    data = _photos(tmp_path / "data")
+    data = write_photos(tmp_path / "data", 2, (40, 56), prefix="p")
     runs = tmp_path / "runs"
     assert main(["run", "--data", str(data), "--methods", "telea,ns", "--cases", "small,large",
                  "--runs-dir", str(runs), "--no-progress"]) == 0
@@ -53,7 +48,7 @@ def test_run_end_to_end_writes_the_run_directory(tmp_path, capsys):
 
 
 def test_methods_missing_weights_are_skipped_with_reason(tmp_path, capsys):
-    data = _photos(tmp_path / "data", count=1)
+    data = write_photos(tmp_path / "data", 1, (40, 56), prefix="p")
     assert main(["run", "--data", str(data), "--methods", "telea,pluralistic", "--cases", "small",
                  "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--no-learned-metrics"]) == 0
     assert "skipped pluralistic: weights missing: pass --weights pluralistic=PATH" in capsys.readouterr().out
@@ -84,7 +79,7 @@ def test_unwritable_output_directory(tmp_path, capsys):
 
 
 def test_labelme_pointing_outside_the_data_folder(tmp_path, capsys):
-    data = _photos(tmp_path / "data", count=1)
+    data = write_photos(tmp_path / "data", 1, (40, 56), prefix="p")
     masks = tmp_path / "masks"
     masks.mkdir()
     (masks / "p0.json").write_text(json.dumps({"imagePath": "../../secret.png", "imageHeight": 40,
@@ -95,7 +90,7 @@ def test_labelme_pointing_outside_the_data_folder(tmp_path, capsys):
 
 
 def test_mask_of_wrong_size(tmp_path, capsys):
-    data = _photos(tmp_path / "data", count=1)
+    data = write_photos(tmp_path / "data", 1, (40, 56), prefix="p")
     masks = tmp_path / "masks"
     masks.mkdir()
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "p0.png")
@@ -110,7 +105,7 @@ def _run_cli(args, **kwargs):
 
 
 def test_killed_run_resumes_to_the_same_rows_without_recomputing(tmp_path):
-    data = _photos(tmp_path / "data", count=6, size=(160, 200))
+    data = write_photos(tmp_path / "data", 6, (160, 200), prefix="p")
     common = ["run", "--data", str(data), "--methods", "biharmonic,telea", "--cases", "large", "--workers", "1",
               "--no-progress", "--no-learned-metrics"]
     reference = _run_cli([*common, "--runs-dir", str(tmp_path / "straight")])

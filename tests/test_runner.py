@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import write_photos
 from bench.config import RunConfig
 from bench.io import read_rgb_png
 from bench.runner import ALL_HOLE, NOTHING_TO_FILL, Runner
@@ -12,12 +13,6 @@ from methods import registry
 from methods.base import Family, Inpainter
 
 
-def _photos(folder, count=3, size=(48, 64)):
-    folder.mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"img{index}.png")
-    return folder
 
 
 class _FailsOnSecondImage(Inpainter):
@@ -41,7 +36,7 @@ class _SeesHoles(Inpainter):
 
 
 def test_run_writes_rows_and_resumes_without_recomputing(tmp_path):
-    data = _photos(tmp_path / "data")
+    data = write_photos(tmp_path / "data", 3, (48, 64), prefix="img")
     config = RunConfig(methods=["telea", "ns"], cases=["small", "large"], data=str(data),
                        runs_root=str(tmp_path / "runs"), learned_metrics=False)
     first = Runner(config, progress=False).run()
@@ -61,8 +56,9 @@ def test_run_writes_rows_and_resumes_without_recomputing(tmp_path):
 
 
 def test_known_pixels_are_bit_identical_after_compositing(tmp_path):
-    data = _photos(tmp_path / "data", count=1)
-    config = RunConfig(methods=["telea"], cases=["region"], data=str(data), runs_root=str(tmp_path / "runs"), learned_metrics=False)
+    data = write_photos(tmp_path / "data", 1, (48, 64), prefix="img")
+    config = RunConfig(methods=["telea"], cases=["region"], data=str(data), runs_root=str(tmp_path / "runs"),
+                       learned_metrics=False)
     run_dir = Runner(config, progress=False).run().run_dir
     original = read_rgb_png(run_dir / "images" / "img0.png")
     prediction = read_rgb_png(run_dir / "pred" / "telea" / "region" / "img0.png")
@@ -74,9 +70,10 @@ def test_known_pixels_are_bit_identical_after_compositing(tmp_path):
 
 def test_method_never_sees_hole_pixels_and_gets_a_seed(tmp_path, monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, _SeesHoles.name, _SeesHoles)
-    data = _photos(tmp_path / "data", count=2)
+    data = write_photos(tmp_path / "data", 2, (48, 64), prefix="img")
     _SeesHoles.seen.clear()
-    config = RunConfig(methods=[_SeesHoles.name], cases=["large"], data=str(data), runs_root=str(tmp_path / "r"), learned_metrics=False)
+    config = RunConfig(methods=[_SeesHoles.name], cases=["large"], data=str(data), runs_root=str(tmp_path / "r"),
+                       learned_metrics=False)
     Runner(config, progress=False).run()
     assert [value for value, _ in _SeesHoles.seen] == [0, 0]
     seeds = [seed for _, seed in _SeesHoles.seen]
@@ -99,7 +96,7 @@ def test_failing_job_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
 
 
 def test_empty_and_full_user_masks(tmp_path):
-    data = _photos(tmp_path / "data", count=2, size=(24, 24))
+    data = write_photos(tmp_path / "data", 2, (24, 24), prefix="img")
     masks = tmp_path / "masks"
     masks.mkdir()
     Image.fromarray(np.zeros((24, 24), np.uint8)).save(masks / "img0.png")
@@ -112,7 +109,7 @@ def test_empty_and_full_user_masks(tmp_path):
 
 
 def test_parallel_workers_give_the_same_rows(tmp_path):
-    data = _photos(tmp_path / "data", count=2)
+    data = write_photos(tmp_path / "data", 2, (48, 64), prefix="img")
     serial = RunConfig(methods=["telea", "biharmonic"], cases=["small"], data=str(data),
                        runs_root=str(tmp_path / "a"), learned_metrics=False)
     parallel = RunConfig(**{**vars(serial), "runs_root": str(tmp_path / "b"), "workers": 2})
@@ -126,7 +123,7 @@ def test_parallel_workers_give_the_same_rows(tmp_path):
 def test_user_mask_problems_name_the_file(tmp_path, bad):
     from bench.errors import UserError
 
-    data = _photos(tmp_path / "data", count=1, size=(24, 24))
+    data = write_photos(tmp_path / "data", 1, (24, 24), prefix="img")
     masks = tmp_path / "masks"
     masks.mkdir()
     if bad == "mask size":

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_photos
 from bench.config import RunConfig
 from bench.report import build_report
 from bench.runner import Runner
@@ -12,19 +13,14 @@ from bench.weights import resolve
 WEIGHTS_PRESENT = all(resolve(name) is not None for name in ("lpips-alex", "fid-inception"))
 
 
-def _photos(folder, count=3, size=(48, 64)):
-    folder.mkdir(exist_ok=True)
-    rng = np.random.default_rng(2)
-    for index in range(count):
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"q{index}.png")
-    return folder
 
 
 def test_without_weights_learned_metrics_are_unavailable_not_substituted(tmp_path, monkeypatch):
     monkeypatch.setenv("RELAMA_CACHE_DIR", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("RELAMA_WEIGHTS_DIR", str(tmp_path / "empty-weights"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
-    config = RunConfig(methods=["telea"], cases=["small"], data=str(_photos(tmp_path / "data")),
+    data = write_photos(tmp_path / "data", 3, (48, 64), prefix="q")
+    config = RunConfig(methods=["telea"], cases=["small"], data=str(data),
                        runs_root=str(tmp_path / "runs"))
     outcome = Runner(config, progress=False).run()
     assert "lpips" not in outcome.rows.columns
@@ -37,7 +33,8 @@ def test_without_weights_learned_metrics_are_unavailable_not_substituted(tmp_pat
 def test_lpips_and_fid_are_scored_cached_and_reported(tmp_path):
     from bench.run_command import write_run_files
 
-    config = RunConfig(methods=["telea", "ns"], cases=["region"], data=str(_photos(tmp_path / "data")),
+    data = write_photos(tmp_path / "data", 3, (48, 64), prefix="q")
+    config = RunConfig(methods=["telea", "ns"], cases=["region"], data=str(data),
                        runs_root=str(tmp_path / "runs"))
     outcome = Runner(config, progress=False).run()
     assert outcome.rows["lpips"].between(0, 1).all()
@@ -58,7 +55,8 @@ def test_lpips_and_fid_are_scored_cached_and_reported(tmp_path):
 
 @pytest.mark.skipif(not WEIGHTS_PRESENT, reason="weights not fetched: run `relama-bench weights fetch`")
 def test_images_too_small_for_lpips_get_nan(tmp_path):
-    config = RunConfig(methods=["telea"], cases=["small"], data=str(_photos(tmp_path / "data", 2, (24, 40))),
+    data = write_photos(tmp_path / "data", 2, (24, 40), prefix="q")
+    config = RunConfig(methods=["telea"], cases=["small"], data=str(data),
                        runs_root=str(tmp_path / "runs"))
     rows = Runner(config, progress=False).run().rows
     assert rows["lpips"].isna().all()

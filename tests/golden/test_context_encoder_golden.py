@@ -31,15 +31,6 @@ from methods.nets.context_encoder import ContextEncoderGenerator, ContextEncoder
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a busy two-core machine make these tiny convolutions a hundred times slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def golden():
     return torch.load(shared_path("golden", "context_encoder", "golden_small.pt"), weights_only=True)

@@ -15,15 +15,6 @@ from methods.nets.ict_transformer import ICT_TRANSFORMER_CONFIGS, ICTTransformer
 from methods.nets.ict_upsampler import ICTUpsampler
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The sampler runs hundreds of small forward passes, which extra threads slow down on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def golden_transformer() -> dict:
     return torch.load(shared_path("golden", "ict", "golden_transformer_small.pt"), weights_only=True)
