@@ -386,10 +386,13 @@ def _draw_map(axis, erf: np.ndarray, centre: tuple[int, int], title: str):
     for radius, style in ((summary["r50_px"], "-"), (summary["r90_px"], "--")):
         axis.add_patch(Circle((centre[1], centre[0]), radius, fill=False, color="cyan", linestyle=style, linewidth=1))
     axis.plot(centre[1], centre[0], marker="+", color="cyan", markersize=8)
+    # Circles larger than the image must not widen the panel.
+    axis.set_xlim(-0.5, erf.shape[1] - 0.5)
+    axis.set_ylim(erf.shape[0] - 0.5, -0.5)
     axis.set_xticks([])
     axis.set_yticks([])
-    axis.set_title(f"{title}\nr50 {summary['r50_px']:.0f} px, r90 {summary['r90_px']:.0f} px, "
-                   f">1% peak {summary['frac_above_1pct'] * 100:.0f}%", fontsize=8)
+    axis.set_title(f"{title}\nr50 {summary['r50_px']:.0f} / r90 {summary['r90_px']:.0f} px; "
+                   f"{summary['frac_above_1pct'] * 100:.0f} % >1% peak", fontsize=7)
     return image
 
 
@@ -402,11 +405,11 @@ def heatmap_figure(results: Sequence[ERFResult], path: Path) -> None:
     """One method's maps: a row per weights and layer, a column per input set (pooled last)."""
     import matplotlib.pyplot as plt
 
-    from bench.figures import PANEL_INCHES, save_figure
+    from bench.figures import save_figure
 
     set_names = list(results[0].maps)
     figure, axes = plt.subplots(len(results), len(set_names), squeeze=False,
-                                figsize=(PANEL_INCHES * len(set_names) + 1, PANEL_INCHES * len(results) + 0.6))
+                                figsize=(2.6 * len(set_names) + 1, 2.8 * len(results) + 0.6))
     image = None
     for row, result in enumerate(results):
         for col, set_name in enumerate(set_names):
@@ -423,24 +426,26 @@ def comparison_figure(results: Sequence[ERFResult], path: Path, *, inputs: str =
     """Every method and weights side by side (columns), one row per layer, all at the same colour scale."""
     import matplotlib.pyplot as plt
 
-    from bench.figures import PANEL_INCHES, save_figure
+    from bench.figures import save_figure
 
     columns = list(dict.fromkeys((result.subject.method, result.subject.weights) for result in results))
     layers = list(dict.fromkeys(result.layer for result in results))
     figure, axes = plt.subplots(len(layers), len(columns), squeeze=False,
-                                figsize=(PANEL_INCHES * len(columns) + 1, PANEL_INCHES * len(layers) + 0.8))
+                                figsize=(2.6 * len(columns) + 1, 2.8 * len(layers) + 0.8))
     image = None
     for result in results:
         row = layers.index(result.layer)
         col = columns.index((result.subject.method, result.subject.weights))
         image = _draw_map(axes[row, col], result.maps[inputs], result.centre,
-                          f"{result.subject.method}, {result.subject.weights}\n{layer_name(result.layer)}")
+                          f"{result.subject.method} ({result.subject.weights.split()[0]}), "
+                          f"{layer_name(result.layer)}")
     for row in range(len(layers)):
         for col in range(len(columns)):
             if not axes[row, col].images:
                 axes[row, col].axis("off")
     _colourbar(figure, image, axes)
-    figure.suptitle(f"Effective receptive fields ({inputs} inputs), same colour scale", fontsize=10)
+    figure.suptitle(f"Effective receptive fields ({inputs} inputs), same colour scale; 'loaded' = loaded weights, "
+                    "'freshly' = freshly initialised weights", fontsize=10)
     save_figure(figure, path)
 
 

@@ -46,6 +46,12 @@ def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def arguments_hash(args: argparse.Namespace) -> str:
+    """Short hash of the parsed arguments, naming the default output folder."""
+    items = sorted((key, str(value)) for key, value in vars(args).items() if key != "func")
+    return hashlib.sha256(repr(items).encode("utf-8")).hexdigest()[:10]
+
+
 def parse_layers(value: str) -> list[int | None]:
     """``"2,5,output"`` -> ``[2, 5, None]``."""
     layers: list[int | None] = []
@@ -100,7 +106,7 @@ def erf_command(args: argparse.Namespace) -> int:
     subjects = [subject for name in methods
                 for subject in erf.method_subjects(name, weights.get(name), random_init=args.random_init,
                                                    seed=args.seed, device=args.device)]
-    out_name = args.out or "erf-" + hashlib.sha256(repr(sorted(vars(args).items(), key=str)).encode()).hexdigest()[:10]
+    out_name = args.out or f"erf-{arguments_hash(args)}"
     out_dir = Path(args.runs_dir) / out_name
     cases = _split(args.cases)
     sets = erf.input_sets(args.size, args.images, cases, seed=args.seed, data=args.data)

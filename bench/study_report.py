@@ -75,7 +75,8 @@ def render_html(title: str, intro: list[str], sections: list[Section], out_dir: 
     rendered = []
     for section in sections:
         # pandas escapes cell contents itself (escape=True); the table markup is then trusted.
-        tables = [(caption, Markup(table.to_html(index=False, escape=True, border=0))) for caption, table in section.tables]
+        tables = [(caption, Markup(table.to_html(index=False, escape=True, border=0)))
+                  for caption, table in section.tables]
         figures = [(caption, _data_uri(out_dir / relative)) for caption, relative in section.figures]
         rendered.append({"title": section.title, "paragraphs": section.paragraphs, "tables": tables,
                          "figures": figures})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pandas as pd
 
 from bench import sweeps
 from bench.datasets import default_images, folder_images
+from bench.erf_command import arguments_hash
 from bench.errors import UserError
 from bench.report import METRIC_LABELS, format_value
 from bench.study_report import Section, write_reports
@@ -91,7 +91,8 @@ def resolve_methods(value: str | None, weights: dict[str, Path]) -> tuple[dict[s
         except MethodUnavailable as error:
             skipped[name] = str(error)
     if not methods:
-        raise UserError("no method can run: pass --weights for a deep method or choose classical methods with --methods")
+        raise UserError("no method can run: pass --weights for a deep method or choose classical methods "
+                        "with --methods")
     return methods, skipped
 
 
@@ -105,8 +106,7 @@ def _load_images(args: argparse.Namespace, size: int | None):
 
 def sweep_command(args: argparse.Namespace) -> int:
     weights = parse_weights_options(args.weights)
-    out_name = args.out or (f"sweep-{args.kind}-"
-                            + hashlib.sha256(repr(sorted(vars(args).items(), key=str)).encode()).hexdigest()[:10])
+    out_name = args.out or f"sweep-{args.kind}-{arguments_hash(args)}"
     out_dir = Path(args.runs_dir) / out_name
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.kind == "resolution":
@@ -129,7 +129,8 @@ def sweep_command(args: argparse.Namespace) -> int:
         shapes = _split(args.shapes)
         unknown = [shape for shape in shapes if shape not in sweeps.SHAPES]
         if unknown or not shapes:
-            raise UserError(f"unknown mask shape family {(unknown or [''])[0]!r}: choose from {', '.join(sweeps.SHAPES)}")
+            raise UserError(f"unknown mask shape family {(unknown or [''])[0]!r}: "
+                            f"choose from {', '.join(sweeps.SHAPES)}")
         images = _load_images(args, args.size)
         methods, skipped = resolve_methods(args.methods, weights)
         started = time.perf_counter()
@@ -140,8 +141,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     intro = [
         f"Images: {', '.join(item.image_id for item in images)} "
         f"({args.data if args.data else 'embedded scikit-image photographs'}); seed {args.seed}.",
-        "Methods: " + "; ".join(f"{name} ({', '.join(f'{k} {v}' for k, v in method.describe().items()) or 'no weights'})"
-                                for name, method in methods.items()) + ".",
+        "Methods: " + "; ".join(f"{name} ({_facts(method)})" for name, method in methods.items()) + ".",
         "Every prediction is composited with the known pixels before scoring; 'hole' metrics use hole pixels only.",
     ]
     if skipped:
@@ -149,6 +149,10 @@ def sweep_command(args: argparse.Namespace) -> int:
     markdown_path, html_path = write_reports(out_dir, title, intro, sections)
     print(f"sweep: wrote {markdown_path} and {html_path}")
     return 0
+
+
+def _facts(method: Inpainter) -> str:
+    return ", ".join(f"{key} {value}" for key, value in method.describe().items()) or "no weights"
 
 
 def _progress(message: str) -> None:
