@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench.weights_command",
     "bench.perf",
     "bench.check_command",
+    "bench.erf_command",
+    "bench.sweep_command",
 )
 
 

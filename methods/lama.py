@@ -21,7 +21,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -321,6 +321,12 @@ def _resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
+def generator_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """LaMa's network input: ``cat(image * (1 - mask), mask)`` for ``N x 3 x H x W`` images in [0, 1] and
+    ``N x 1 x H x W`` masks (1 = hole)."""
+    return torch.cat([image * (1 - mask), mask], dim=1)
+
+
 class _FourierInpainter(Inpainter):
     """Shared adapter of the FFC generators; subclasses fix the generator kind."""
 
@@ -450,6 +456,10 @@ class _FourierInpainter(Inpainter):
             results = [cv2.resize(result, (original_w, original_h), interpolation=cv2.INTER_CUBIC)
                        for result in results]
         return results
+
+    def erf_network(self) -> tuple[torch.nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """The generator and the function building its input from images and hole masks (for ERF analysis)."""
+        return self.generator, generator_input
 
     def describe(self) -> dict[str, str]:
         parameters = sum(p.numel() for p in self.generator.parameters())
