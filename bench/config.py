@@ -10,6 +10,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 #: Fields that do not change inference results, left out of the run id so a rerun with another
 #: worker count or figure size, or with learned metrics turned on, resumes the same run.
@@ -22,7 +23,8 @@ class RunConfig:
 
     ``methods`` and ``cases`` are lists of names; ``data`` is a folder or ``None`` for the embedded
     default images; ``masks`` a folder of user masks or ``None`` for the generated cases;
-    ``samples`` is how many completions methods that can sample draw per image (for diversity).
+    ``samples`` is how many completions methods that can sample draw per image (for diversity);
+    ``options`` maps a method name to keyword options of its adapter (e.g. Telea's ``radius``).
     """
 
     methods: list[str]
@@ -38,6 +40,7 @@ class RunConfig:
     weights: dict[str, str] = field(default_factory=dict)
     learned_metrics: bool = True
     samples: int = 1
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     workers: int = 1
     figure_rows: int = 8
     runs_root: str = "runs"

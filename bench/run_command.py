@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
@@ -46,6 +48,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int, default=0, help="seed of masks and stochastic methods (default 0)")
     run.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH",
                      help="weights of a deep method, e.g. lama=big-lama/models/best.ckpt (repeatable)")
+    run.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                     help="an adapter option, e.g. telea.radius=5 or pluralistic.spectral_state=carry (repeatable)")
     run.add_argument("--samples", type=int, default=1,
                      help="completions per image drawn by methods that can sample (pluralistic, ict); with 2 or "
                           "more the report adds their diversity (mean pairwise LPIPS) and sample grids")
@@ -100,9 +104,46 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         methods=methods, cases=cases, data=str(args.data) if args.data else None,
         masks=str(args.masks) if args.masks else None, mask_invert=args.mask_invert,
         mask_threshold=args.mask_threshold, limit=args.limit, size=args.size, max_side=args.max_side,
-        seed=args.seed, weights=weights, learned_metrics=not args.no_learned_metrics, samples=args.samples, workers=max(1, args.workers), figure_rows=args.figure_rows,
+        seed=args.seed, weights=weights, learned_metrics=not args.no_learned_metrics, samples=args.samples,
+        options=parse_method_options(args.option, methods), workers=max(1, args.workers), figure_rows=args.figure_rows,
         runs_root=str(args.runs_dir), run_id=args.run_id,
     )
+
+
+def _option_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_method_options(values: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``METHOD.KEY=VALUE`` strings to ``{method: {key: value}}``; numbers and true/false/none are typed."""
+    options: dict[str, dict[str, Any]] = {}
+    for value in values:
+        target, sep, raw = value.partition("=")
+        method, dot, key = target.partition(".")
+        if not sep or not dot or not method or not key:
+            raise UserError(f"--option {value!r} is not METHOD.KEY=VALUE, e.g. --option telea.radius=5")
+        if method not in methods:
+            raise UserError(f"--option {value!r} names method {method!r}, which this run does not include: "
+                            f"add it to --methods")
+        options.setdefault(method, {})[key] = _option_value(raw)
+    for method, method_options in options.items():
+        signature = inspect.signature(get_method_class(method).__init__)
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        unknown = [key for key in method_options if key not in signature.parameters and not accepts_any]
+        if unknown:
+            known = [name for name in signature.parameters if name not in ("self", "weights")]
+            raise UserError(f"method {method!r} has no option {unknown[0]!r}; its options: {', '.join(known) or 'none'}")
+    return options
 
 
 def size_policy_text(config: RunConfig) -> str:
@@ -130,7 +171,7 @@ def write_run_files(config: RunConfig, outcome, started: float, command: str) ->
     for name in methods_run:
         cls = get_method_class(name)
         try:
-            details = create_method(name, weights=config.weights.get(name)).describe()
+            details = create_method(name, weights=config.weights.get(name), **config.options.get(name, {})).describe()
         except Exception:  # describing is best effort; failures already show in errors.csv
             details = {}
         method_facts.append({"name": name, "family": cls.family.value, "resolution": cls.resolution.describe(),

@@ -18,7 +18,7 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -59,6 +59,7 @@ class JobSpec:
     pred_path: Path
     record_path: Path
     samples: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,13 +86,13 @@ def composite(image: np.ndarray, prediction: np.ndarray, hole_mask: np.ndarray) 
     return np.where(hole_mask[:, :, None], prediction, image).astype(np.uint8)
 
 
-_METHOD_CACHE: dict[tuple[str, str | None], Inpainter] = {}
+_METHOD_CACHE: dict[tuple[str, str | None, str], Inpainter] = {}
 
 
-def _method_instance(name: str, weights: str | None) -> Inpainter:
-    key = (name, weights)
+def _method_instance(name: str, weights: str | None, options: dict[str, Any]) -> Inpainter:
+    key = (name, weights, repr(sorted(options.items())))
     if key not in _METHOD_CACHE:
-        _METHOD_CACHE[key] = create_method(name, weights=weights)
+        _METHOD_CACHE[key] = create_method(name, weights=weights, **options)
     return _METHOD_CACHE[key]
 
 
@@ -114,7 +115,7 @@ def execute_job(spec: JobSpec) -> dict:
     else:
         if hole_mask.all():
             note = ALL_HOLE
-        method = _method_instance(job.method, spec.weights)
+        method = _method_instance(job.method, spec.weights, spec.options)
         # The method must not see the pixels it is asked to fill.
         masked_input = np.where(hole_mask[:, :, None], 0, image).astype(np.uint8)
         if spec.samples > 1 and method.can_sample:
@@ -260,6 +261,7 @@ class Runner:
                         pred_path=folder / f"{bench_image.image_id}.png",
                         record_path=folder / f"{bench_image.image_id}.json",
                         samples=self.config.samples,
+                        options=self.config.options.get(method, {}),
                     )
 
     def run(self) -> RunOutcome:
