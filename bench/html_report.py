@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from bench.io import write_text
 from bench.pixel_metrics import HIGHER_IS_BETTER, SSIM_CONVENTION
-from bench.report import METRIC_LABELS, ReportData, format_value
+from bench.report import METRIC_LABELS, ReportData, format_value, learned_metric_lines
 from bench.statistics import CONFIDENCE, N_RESAMPLES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -97,6 +97,23 @@ def case_sections(data: ReportData, figure: _Figures) -> list[dict[str, Any]]:
                     "best": method in best,
                 })
                 body[method]["n"] = max(body[method]["n"], int(cell["n"]))
+        sets = data.set_metrics[data.set_metrics["case"] == case] if not data.set_metrics.empty else data.set_metrics
+        if not sets.empty:
+            columns += ["FID ↓", "KID×1000 ↓"]
+            indexed = sets.set_index("method")
+            best_fid = {indexed["fid"].idxmin()} if indexed["fid"].notna().any() else set()
+            best_kid = {indexed["kid_mean"].idxmin()} if indexed["kid_mean"].notna().any() else set()
+            for method in methods:
+                if method not in indexed.index:
+                    body[method]["cells"] += [{"mean": "n/a", "ci": "", "best": False}] * 2
+                    continue
+                cell = indexed.loc[method]
+                body[method]["cells"].append({
+                    "mean": f"{cell['fid']:.2f}", "ci": f"(N {int(cell['n'])}{', indicative' if cell['indicative'] else ''})",
+                    "best": method in best_fid and len(methods) > 1})
+                body[method]["cells"].append({
+                    "mean": f"{cell['kid_mean'] * 1000:.2f}", "ci": f"± {cell['kid_std'] * 1000:.2f}",
+                    "best": method in best_kid and len(methods) > 1})
         sections.append({"case": case, "columns": columns, "rows": list(body.values()),
                          "grid": figure(data.grid_paths.get(case), f"Case {case}: original, mask, masked input "
                                                                    "and every method's result")})
@@ -211,7 +228,15 @@ def page_context(data: ReportData) -> dict[str, Any]:
             f"Methods run: {', '.join(meta['methods_run']) or 'none'}.",
             f"Run time: {meta['duration_s']:.1f} s ({meta['computed_jobs']} jobs computed, "
             f"{meta['cached_jobs']} reused from an earlier attempt).",
+            *(line.removeprefix("- ") for line in learned_metric_lines(meta)),
         ],
+        "diversity": [
+            {"method": row["method"], "case": row["case"], "mean": f"{row['mean']:.4f}",
+             "ci": f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]", "n": int(row["n"])}
+            for _, row in data.diversity.iterrows()
+        ],
+        "sample_grids": [figure(path, f"{name}: samples of the same inputs")
+                         for name, path in data.sample_grid_paths.items()],
         "statistics_note": (
             f"mean [{CONFIDENCE * 100:.0f} % percentile-bootstrap CI of the mean, {N_RESAMPLES} resamples]; "
             "images whose mask had no hole are left out of every statistic."),

@@ -211,8 +211,8 @@ def learned_metric_lines(meta: dict) -> list[str]:
         lines.append(f"- FID/KID: {scoring['fid_unavailable']}.")
     elif scoring:
         lines.append("- FID/KID: Inception-v3 pool3 (TF inception-2015-12-05 weights), whole image, over the images "
-                     "of each case; KID ×1000, mean ± std over subsets whose size follows N. FID marked * comes "
-                     f"from fewer than {FID_RELIABLE_MIN_N:,} images and is indicative only: {FID_INDICATIVE_REASON}.")
+                     "of each case; KID ×1000, mean ± std over subsets whose size follows N. FID marked * "
+                     f"(fewer than {FID_RELIABLE_MIN_N:,} images): {FID_INDICATIVE_REASON}.")
     for key, label in (("lpips_seconds_per_image", "LPIPS"), ("features_seconds_per_image", "Inception features")):
         if scoring.get(key):
             lines.append(f"- Metric cost on this machine: {label} {scoring[key]:.3f} s per image.")
