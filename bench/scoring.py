@@ -37,6 +37,8 @@ ORIGINALS = "_originals"
 LPIPS_NET = "alex"
 #: AlexNet's pooling stack needs at least this many pixels per side; smaller images get NaN LPIPS.
 LPIPS_MIN_SIDE = 31
+#: Images per Inception pass when caching features.
+FEATURE_BATCH = 32
 
 
 @dataclass
@@ -116,33 +118,42 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
     if not todo and not missing_originals:
         return report
     lpips_metric = LPIPSMetric(LPIPS_NET) if any(item[2] for item in todo) else None
-    extractor = FIDKID() if (missing_originals or any(item[3] for item in todo)) else None
+    extractor = FIDKID(batch_size=FEATURE_BATCH) if (missing_originals or any(item[3] for item in todo)) else None
+    feature_jobs = [(original_feature_path(run_dir, image_id), lambda image_id=image_id: originals[image_id])
+                    for image_id in missing_originals]
     with torch.inference_mode():
-        for image_id in missing_originals:
-            start = time.perf_counter()
-            _save_features(original_feature_path(run_dir, image_id), extractor.extract(originals[image_id]).numpy())
-            report.feature_seconds += time.perf_counter() - start
-            report.features_extracted += 1
-        for path, record, needs_lpips, needs_features in tqdm(todo, desc="scoring", unit="image",
-                                                              disable=not progress):
-            prediction = read_rgb_png(path.with_suffix(".png"))
-            if needs_lpips:
-                start = time.perf_counter()
-                if min(prediction.shape[:2]) < LPIPS_MIN_SIDE:
-                    record["lpips"] = float("nan")
-                else:
-                    record["lpips"] = float(lpips_metric(prediction, originals[record["image_id"]])[0])
-                if record.get("samples", 1) > 1:
-                    record["diversity_lpips"] = diversity(lpips_metric, path.with_suffix(".png"), record["samples"])
-                report.lpips_seconds += time.perf_counter() - start
-                report.lpips_scored += 1
-                write_json(path, record)
+        for path, record, needs_lpips, needs_features in tqdm(todo, desc="LPIPS", unit="image",
+                                                              disable=not progress or lpips_metric is None):
+            prediction_path = path.with_suffix(".png")
             if needs_features:
-                start = time.perf_counter()
-                features = extractor.extract(prediction).numpy()
-                _save_features(feature_path(run_dir, record["method"], record["case"], record["image_id"]), features)
-                report.feature_seconds += time.perf_counter() - start
-                report.features_extracted += 1
+                target = feature_path(run_dir, record["method"], record["case"], record["image_id"])
+                feature_jobs.append((target, lambda source=prediction_path: read_rgb_png(source)))
+            if not needs_lpips:
+                continue
+            start = time.perf_counter()
+            prediction = read_rgb_png(prediction_path)
+            if min(prediction.shape[:2]) < LPIPS_MIN_SIDE:
+                record["lpips"] = float("nan")
+            else:
+                record["lpips"] = float(lpips_metric(prediction, originals[record["image_id"]])[0])
+            if record.get("samples", 1) > 1:
+                record["diversity_lpips"] = diversity(lpips_metric, prediction_path, record["samples"])
+            report.lpips_seconds += time.perf_counter() - start
+            report.lpips_scored += 1
+            write_json(path, record)
+        bar = tqdm(total=len(feature_jobs), desc="Inception features", unit="image",
+                   disable=not progress or not feature_jobs)
+        # Batched: one Inception pass over many images costs far less per image than one pass each.
+        for first in range(0, len(feature_jobs), FEATURE_BATCH):
+            batch = feature_jobs[first:first + FEATURE_BATCH]
+            start = time.perf_counter()
+            features = extractor.extract([load() for _, load in batch]).numpy()
+            for (target, _), vector in zip(batch, features):
+                _save_features(target, vector[None])
+            report.feature_seconds += time.perf_counter() - start
+            report.features_extracted += len(batch)
+            bar.update(len(batch))
+        bar.close()
     return report
 
 
