@@ -17,6 +17,7 @@ from methods.checkpoint import CheckpointError
 
 #: Modules providing sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "bench.run_command",
     "bench.list_command",
 )
 

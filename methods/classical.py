@@ -87,6 +87,8 @@ class FSRBest(_XPhotoInpaint):
 class ShiftMap(_XPhotoInpaint):
     name = "shiftmap"
     summary = "shift-map (He & Sun 2012) patch offsets, cv2.xphoto"
+    # 10-30 s per 512x512 image with a medium hole: opt-in with --methods.
+    in_default_run = False
     algorithm = cv2.xphoto.INPAINT_SHIFTMAP
 
     # The shift-map solver expects a CIE Lab image.

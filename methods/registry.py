@@ -22,6 +22,8 @@ ENTRY_POINT_GROUP = "relama_bench.methods"
 BUILTIN_MODULES: tuple[str, ...] = (
     "methods.classical",
     "methods.lama",
+    "methods.context_encoder",
+    "methods.pluralistic",
 )
 
 _REGISTRY: dict[str, type[Inpainter]] = {}

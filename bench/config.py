@@ -1,0 +1,74 @@
+"""The configuration of one benchmark run, its run id, and the run directory layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+#: Fields that do not change results, left out of the run id so a rerun with another worker count
+#: or figure size resumes the same run.
+_NOT_IN_RUN_ID = {"workers", "figure_rows", "runs_root", "run_id"}
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's results.
+
+    ``methods`` and ``cases`` are lists of names; ``data`` is a folder or ``None`` for the embedded
+    default images; ``masks`` a folder of user masks or ``None`` for the generated cases.
+    """
+
+    methods: list[str]
+    cases: list[str]
+    data: str | None = None
+    masks: str | None = None
+    mask_invert: bool = False
+    mask_threshold: int = 0
+    limit: int | None = None
+    size: int | None = None
+    max_side: int = 512
+    seed: int = 0
+    weights: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    figure_rows: int = 8
+    runs_root: str = "runs"
+    run_id: str | None = None
+
+    def fingerprint(self) -> str:
+        """Hash of the result-determining fields."""
+        relevant = {key: value for key, value in asdict(self).items() if key not in _NOT_IN_RUN_ID}
+        text = json.dumps(relevant, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+
+    def resolved_run_id(self) -> str:
+        return self.run_id or f"run-{self.fingerprint()}"
+
+    def run_dir(self) -> Path:
+        return Path(self.runs_root) / self.resolved_run_id()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages whose behaviour affects results."""
+    versions = {"python": sys.version.split()[0]}
+    for name in ("relama-bench", "numpy", "torch", "torchvision", "opencv-contrib-python-headless",
+                 "scikit-image", "pillow", "scipy", "pandas", "lpips", "torchmetrics"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def machine_description() -> dict[str, str]:
+    """Platform facts printed in reports next to timings."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": str(os.cpu_count()),
+    }

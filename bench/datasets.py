@@ -1,0 +1,194 @@
+"""Benchmark images: the embedded default set, image folders, and the size policy.
+
+Every image leaves this module as ``np.uint8`` ``H x W x 3`` RGB (DESIGN.md, contract 1). Conversions
+made on the way (EXIF orientation, greyscale, alpha, palette, 16-bit) are recorded in
+`BenchImage.notes` so the report can state them.
+
+Size policy
+-----------
+Default: images keep their size, but an image whose long side exceeds `DEFAULT_MAX_SIDE` is
+downscaled (area interpolation) so that its long side equals it; nothing is upscaled.
+``size=S``: the shorter side is resized to ``S`` (area interpolation when shrinking, bicubic when
+enlarging), then the centre ``S x S`` square is cropped, as LaMa's evaluation does.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bench.errors import UserError
+
+DEFAULT_MAX_SIDE = 512
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+
+
+@dataclass
+class BenchImage:
+    """One benchmark image after loading and the size policy."""
+
+    image_id: str
+    image: np.ndarray
+    source: str
+    original_size: tuple[int, int]
+    notes: list[str] = field(default_factory=list)
+
+
+def _skimage_photos() -> dict[str, Callable[[], np.ndarray]]:
+    from skimage import data
+
+    # Colour photographs whose files ship inside scikit-image's wheel (no download needed).
+    return {
+        "astronaut": data.astronaut,
+        "chelsea": data.chelsea,
+        "coffee": data.coffee,
+        "hubble_deep_field": data.hubble_deep_field,
+        "immunohistochemistry": data.immunohistochemistry,
+        "motorcycle_left": lambda: data.stereo_motorcycle()[0],
+        "retina": data.retina,
+        "rocket": data.rocket,
+    }
+
+
+DEFAULT_DATA_NAME = "scikit-image sample photographs"
+
+
+def load_image(path: Path | str) -> tuple[np.ndarray, list[str]]:
+    """Read an image file as uint8 RGB, applying EXIF orientation.
+
+    Returns
+    -------
+    image : (H, W, 3) uint8 ndarray
+    notes : list of str
+        Conversions that were made (empty for a plain 8-bit RGB file).
+
+    Raises
+    ------
+    UserError
+        The file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return _to_rgb8(opened)
+    except FileNotFoundError:
+        raise UserError(f"image {path} does not exist: check the path given to --data") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UserError(f"image {path} cannot be read ({error}): replace or remove the file") from None
+
+
+def _to_rgb8(opened: Image.Image) -> tuple[np.ndarray, list[str]]:
+    notes: list[str] = []
+    oriented = ImageOps.exif_transpose(opened)
+    if oriented is not opened and opened.getexif().get(0x0112, 1) != 1:
+        notes.append("EXIF orientation applied")
+    image = oriented
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        notes.append("16-bit greyscale scaled to 8-bit and converted to RGB")
+        grey = np.clip(np.rint(values / 65535.0 * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2), notes
+    if mode == "P":
+        notes.append("palette image converted to RGB")
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA"):
+        notes.append("alpha channel dropped")
+        image = image.convert("RGBA").convert("RGB") if mode != "LA" else image.convert("L")
+        mode = image.mode
+    if mode in ("L", "1"):
+        notes.append("greyscale converted to RGB")
+    elif mode not in ("RGB",):
+        notes.append(f"{mode} converted to RGB")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), notes
+
+
+def apply_size_policy(image: np.ndarray, size: int | None, *, max_side: int = DEFAULT_MAX_SIDE,
+                      interpolation_mask: bool = False) -> np.ndarray:
+    """Resize (and with ``size``, centre-crop) an image or a mask as the module docstring states.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``H x W x 3`` uint8 image, or ``H x W`` bool mask when ``interpolation_mask`` is set.
+    size : int or None
+        Square side, or ``None`` for the default policy.
+    max_side : int
+        Long-side cap of the default policy.
+    interpolation_mask : bool
+        Use nearest-neighbour sampling (for masks).
+    """
+    height, width = image.shape[:2]
+    as_uint8 = image.astype(np.uint8) if image.dtype == np.bool_ else image
+    if size is None:
+        scale = min(1.0, max_side / max(height, width))
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        resized = _resize(as_uint8, new_h, new_w, shrinking=scale < 1, nearest=interpolation_mask)
+    else:
+        scale = size / min(height, width)
+        new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+        resized = _resize(as_uint8, new_h, new_w, shrinking=scale < 1, nearest=interpolation_mask)
+        top, left = (new_h - size) // 2, (new_w - size) // 2
+        resized = resized[top:top + size, left:left + size]
+    resized = np.ascontiguousarray(resized)
+    return resized.astype(bool) if image.dtype == np.bool_ else resized
+
+
+def _resize(image: np.ndarray, height: int, width: int, *, shrinking: bool, nearest: bool) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    if nearest:
+        method = cv2.INTER_NEAREST
+    else:
+        method = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    return cv2.resize(image, (width, height), interpolation=method)
+
+
+def default_images(size: int | None = None, limit: int | None = None) -> list[BenchImage]:
+    """The embedded default set: colour photographs shipped inside scikit-image."""
+    records = []
+    for image_id, loader in _skimage_photos().items():
+        if limit is not None and len(records) >= limit:
+            break
+        raw = np.ascontiguousarray(loader()[:, :, :3]).astype(np.uint8)
+        records.append(BenchImage(image_id, apply_size_policy(raw, size), f"skimage.data:{image_id}",
+                                  raw.shape[:2]))
+    return records
+
+
+def folder_images(folder: Path | str, size: int | None = None, limit: int | None = None) -> list[BenchImage]:
+    """Images of a folder (not recursive), sorted by file name.
+
+    Files whose suffix is not an image suffix are skipped with a warning; an image file that cannot
+    be decoded is an error naming it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"data folder {folder} does not exist or is not a folder: pass --data DIR with images")
+    records: list[BenchImage] = []
+    seen: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if limit is not None and len(records) >= limit:
+            break
+        if path.is_dir() or path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.suffix.lower() != ".json":
+                warnings.warn(f"skipping {path}: not an image file", stacklevel=2)
+            continue
+        if path.stem in seen:
+            raise UserError(f"images {seen[path.stem]} and {path} share the id {path.stem!r}: rename one of them")
+        seen[path.stem] = path
+        raw, notes = load_image(path)
+        records.append(BenchImage(path.stem, apply_size_policy(raw, size), str(path), raw.shape[:2], notes))
+    if not records:
+        raise UserError(f"data folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return records

@@ -1,0 +1,104 @@
+"""Figures of a run: comparison grids, metric-vs-hole-area curves, speed-vs-quality scatter.
+
+Figures are rendered with matplotlib's non-interactive Agg backend and written atomically as PNG.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from masks.io import atomic_write_bytes  # noqa: E402
+
+#: Colour shown in the hole of the masked-input column.
+HOLE_COLOUR = np.array([255, 255, 255], np.uint8)
+PANEL_INCHES = 2.2
+
+
+def save_figure(figure: plt.Figure, path: Path, *, dpi: int = 100) -> None:
+    """Write ``figure`` as PNG atomically and close it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def comparison_grid(
+    image_ids: Sequence[str],
+    originals: Sequence[np.ndarray],
+    hole_masks: Sequence[np.ndarray],
+    predictions: dict[str, Sequence[np.ndarray | None]],
+    path: Path,
+    *,
+    title: str = "",
+) -> None:
+    """One row per image: original | mask | masked input | one column per method.
+
+    ``predictions[method][i]`` may be ``None`` when that job failed; its panel then says so.
+    """
+    columns = ["original", "mask", "masked input", *predictions]
+    n_rows, n_cols = len(image_ids), len(columns)
+    figure, axes = plt.subplots(n_rows, n_cols, figsize=(PANEL_INCHES * n_cols, PANEL_INCHES * n_rows),
+                                squeeze=False)
+    for row, (image_id, original, hole_mask) in enumerate(zip(image_ids, originals, hole_masks)):
+        masked = np.where(hole_mask[:, :, None], HOLE_COLOUR, original)
+        panels: list[np.ndarray | None] = [original, hole_mask, masked]
+        panels += [predictions[method][row] for method in predictions]
+        for col, panel in enumerate(panels):
+            axis = axes[row, col]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if panel is None:
+                axis.text(0.5, 0.5, "failed", ha="center", va="center", transform=axis.transAxes)
+            elif panel.ndim == 2:
+                axis.imshow(panel, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                axis.imshow(panel, interpolation="lanczos")
+            if row == 0:
+                axis.set_title(columns[col], fontsize=10)
+            if col == 0:
+                axis.set_ylabel(f"{image_id}\n{hole_mask.mean() * 100:.1f}% hole", fontsize=9)
+    if title:
+        figure.suptitle(title, fontsize=12)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def area_curve(bins: pd.DataFrame, metric: str, path: Path, *, ylabel: str | None = None) -> None:
+    """Mean ``metric`` against hole-area bin, one line per method."""
+    data = bins[bins["metric"] == metric]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for method, group in data.groupby("method", sort=False):
+        centres = (group["bin_low"] + group["bin_high"]) / 2 * 100
+        axis.plot(centres, group["mean"], marker="o", label=method)
+    axis.set_xlabel("hole area (% of image, bin centre)")
+    axis.set_ylabel(ylabel or metric)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    save_figure(figure, path)
+
+
+def speed_quality_scatter(points: pd.DataFrame, metric: str, path: Path) -> None:
+    """Median time per image (log scale) against mean ``metric``, one point per method.
+
+    ``points`` has columns ``method``, ``median_s`` and ``metric``.
+    """
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for _, point in points.iterrows():
+        axis.scatter(point["median_s"], point[metric])
+        axis.annotate(point["method"], (point["median_s"], point[metric]), fontsize=8,
+                      xytext=(4, 4), textcoords="offset points")
+    axis.set_xscale("log")
+    axis.set_xlabel("median time per image (s, log scale)")
+    axis.set_ylabel(metric)
+    axis.grid(alpha=0.3)
+    save_figure(figure, path)

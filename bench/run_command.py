@@ -1,0 +1,184 @@
+"""``relama-bench run`` and ``relama-bench report``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import tomli_w
+
+from bench.config import RunConfig, machine_description, package_versions
+from bench.datasets import DEFAULT_DATA_NAME, DEFAULT_MAX_SIDE
+from bench.errors import UserError
+from bench.io import write_json, write_text
+from bench.report import build_report
+from bench.runner import USER_CASE, Runner, default_worker_count
+from bench.weights_option import parse_weights_options
+from masks.cases import CASES
+from methods.registry import get_method_class, list_methods
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="run methods over images and mask cases, score them, write a report")
+    run.add_argument("--cases", default="small,region,large",
+                     help=f"comma-separated mask cases ({', '.join(CASES)}); default: all three")
+    run.add_argument("--methods", default=None,
+                     help="comma-separated method names (see `relama-bench list`); default: every method "
+                          "meant for the default run, skipping those that cannot run here")
+    run.add_argument("--data", type=Path, default=None,
+                     help=f"folder of images; default: the embedded {DEFAULT_DATA_NAME}")
+    run.add_argument("--masks", type=Path, default=None,
+                     help="folder of your own masks, one per image (STEM.png, white = hole, or labelme STEM.json); "
+                          "replaces the generated cases with one case called 'user'")
+    run.add_argument("--mask-invert", action="store_true", help="with --masks: dark pixels are holes")
+    run.add_argument("--mask-threshold", type=int, default=0,
+                     help="with --masks: grey values above this (0-255) are holes; default 0 (any non-zero grey)")
+    run.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    run.add_argument("--size", type=int, default=None,
+                     help="resize the shorter side to S and centre-crop S x S; default: keep the size, "
+                          f"downscaling images whose long side exceeds --max-side")
+    run.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                     help=f"long-side cap of the default size policy (default {DEFAULT_MAX_SIDE})")
+    run.add_argument("--seed", type=int, default=0, help="seed of masks and stochastic methods (default 0)")
+    run.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH",
+                     help="weights of a deep method, e.g. lama=big-lama/models/best.ckpt (repeatable)")
+    run.add_argument("--workers", type=int, default=default_worker_count(),
+                     help="processes for CPU (traditional) methods")
+    run.add_argument("--figure-rows", type=int, default=8, help="images shown in each figure grid")
+    run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
+    run.add_argument("--run-id", default=None,
+                     help="name of the run directory; default: derived from the arguments, so a rerun resumes")
+    run.add_argument("--reference", default=None, help="reference method of paired comparisons (default lama, else telea)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=run_command)
+
+    report = subparsers.add_parser("report", help="re-render the report of a finished run from its cached results")
+    report.add_argument("run_dir", type=Path, help="a run directory, e.g. runs/latest")
+    report.add_argument("--reference", default=None, help="reference method of paired comparisons")
+    report.set_defaults(func=report_command)
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    known_methods = list_methods()
+    if args.methods is None:
+        methods = [name for name in known_methods if get_method_class(name).in_default_run]
+    else:
+        methods = _split(args.methods)
+        unknown = [name for name in methods if name not in known_methods]
+        if unknown:
+            raise UserError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known_methods)}")
+    if args.masks is not None:
+        if not args.masks.is_dir():
+            raise UserError(f"mask folder {args.masks} does not exist: pass --masks DIR with one mask per image")
+        cases = [USER_CASE]
+    else:
+        cases = _split(args.cases)
+        unknown = [case for case in cases if case not in CASES]
+        if unknown or not cases:
+            raise UserError(f"unknown mask case {(unknown or [''])[0]!r}; known cases: {', '.join(CASES)}")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit} selects no image: pass a positive number or leave it out")
+    if args.size is not None and args.size < 16:
+        raise UserError(f"--size {args.size} is too small: pass at least 16")
+    weights = {name: str(path) for name, path in parse_weights_options(args.weights).items()}
+    return RunConfig(
+        methods=methods, cases=cases, data=str(args.data) if args.data else None,
+        masks=str(args.masks) if args.masks else None, mask_invert=args.mask_invert,
+        mask_threshold=args.mask_threshold, limit=args.limit, size=args.size, max_side=args.max_side,
+        seed=args.seed, weights=weights, workers=max(1, args.workers), figure_rows=args.figure_rows,
+        runs_root=str(args.runs_dir), run_id=args.run_id,
+    )
+
+
+def size_policy_text(config: RunConfig) -> str:
+    if config.size is not None:
+        return f"shorter side resized to {config.size}, centre {config.size}x{config.size} crop"
+    return f"original size, long side capped at {config.max_side} (area downscaling, no upscaling)"
+
+
+def write_run_files(config: RunConfig, outcome, started: float, command: str) -> None:
+    from masks.cases import get_case
+    from methods.registry import create_method
+
+    run_dir = outcome.run_dir
+    cases = {case: get_case(case).parameters() for case in config.cases if case != USER_CASE}
+    document = {
+        "run": {key: value for key, value in asdict(config).items() if value is not None and key != "weights"},
+        "weights": config.weights,
+        "cases": cases,
+        "versions": package_versions(),
+        "machine": machine_description(),
+    }
+    write_text(run_dir / "config.toml", tomli_w.dumps(document))
+    methods_run = [name for name in config.methods if name not in outcome.skipped]
+    method_facts = []
+    for name in methods_run:
+        cls = get_method_class(name)
+        try:
+            details = create_method(name, weights=config.weights.get(name)).describe()
+        except Exception:  # describing is best effort; failures already show in errors.csv
+            details = {}
+        method_facts.append({"name": name, "family": cls.family.value, "resolution": cls.resolution.describe(),
+                             "details": details})
+    meta = {
+        "run_id": run_dir.name,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": time.time() - started,
+        "computed_jobs": outcome.computed_jobs,
+        "cached_jobs": outcome.cached_jobs,
+        "skipped": outcome.skipped,
+        "methods_run": methods_run,
+        "methods": method_facts,
+        "data_description": config.data or DEFAULT_DATA_NAME,
+        "size_policy": size_policy_text(config),
+        "images": [
+            {"image_id": image.image_id, "source": image.source, "original_size": list(image.original_size),
+             "size": list(image.image.shape[:2]), "notes": image.notes}
+            for image in outcome.images
+        ],
+        "command": command,
+    }
+    write_json(run_dir / "run.json", meta)
+
+
+def _point_latest(run_dir: Path) -> None:
+    latest = run_dir.parent / "latest"
+    temporary = run_dir.parent / f".latest-{os.getpid()}"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(run_dir.name, target_is_directory=True)
+    os.replace(temporary, latest)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    started = time.time()
+    runner = Runner(config, progress=not args.no_progress)
+    outcome = runner.run()
+    command = "relama-bench " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    write_run_files(config, outcome, started, command)
+    data = build_report(outcome.run_dir, reference=args.reference)
+    _point_latest(outcome.run_dir)
+    for name, reason in outcome.skipped.items():
+        print(f"skipped {name}: {reason}")
+    for case, table in data.case_tables.items():
+        print(f"\ncase {case}\n{table.to_markdown(index=False)}")
+    if not outcome.errors.empty:
+        print(f"\n{len(outcome.errors)} job(s) failed; see {outcome.run_dir / 'errors.csv'}")
+    print(f"\nreport: {outcome.run_dir / 'report.md'}")
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    data = build_report(args.run_dir, reference=args.reference)
+    print(f"report: {data.run_dir / 'report.md'}")
+    return 0

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench.config import RunConfig
+from bench.io import read_rgb_png
+from bench.runner import ALL_HOLE, NOTHING_TO_FILL, Runner
+from methods import registry
+from methods.base import Family, Inpainter
+
+
+def _photos(folder, count=3, size=(48, 64)):
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"img{index}.png")
+    return folder
+
+
+class _FailsOnSecondImage(Inpainter):
+    name = "test-flaky"
+    family = Family.CNN
+
+    def inpaint(self, image, mask, *, seed=None):
+        if image.shape[0] == 33:
+            raise RuntimeError("cannot handle 33 rows")
+        return np.full_like(image, 255)
+
+
+class _SeesHoles(Inpainter):
+    name = "test-sees-holes"
+    family = Family.CNN
+    seen: list = []
+
+    def inpaint(self, image, mask, *, seed=None):
+        _SeesHoles.seen.append((image[mask].max(initial=0), seed))
+        return np.full_like(image, 7)
+
+
+def test_run_writes_rows_and_resumes_without_recomputing(tmp_path):
+    data = _photos(tmp_path / "data")
+    config = RunConfig(methods=["telea", "ns"], cases=["small", "large"], data=str(data),
+                       runs_root=str(tmp_path / "runs"))
+    first = Runner(config, progress=False).run()
+    assert first.computed_jobs == 12 and first.cached_jobs == 0 and first.errors.empty
+    assert len(first.rows) == 12
+    assert set(first.rows.columns) >= {"method", "family", "case", "image_id", "hole_fraction", "wall_time_s",
+                                       "psnr", "ssim", "l1", "psnr_hole", "ssim_hole", "l1_hole"}
+    run_dir = first.run_dir
+    assert (run_dir / "rows.parquet").exists() and (run_dir / "masks" / "large" / "img0.png").exists()
+    record = run_dir / "pred" / "telea" / "small" / "img0.json"
+    stamp = record.stat().st_mtime_ns
+    second = Runner(config, progress=False).run()
+    assert second.computed_jobs == 0 and second.cached_jobs == 12
+    assert record.stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(first.rows, second.rows)
+    assert config.run_dir() == RunConfig(**{**vars(config), "workers": 3}).run_dir()
+
+
+def test_known_pixels_are_bit_identical_after_compositing(tmp_path):
+    data = _photos(tmp_path / "data", count=1)
+    config = RunConfig(methods=["telea"], cases=["region"], data=str(data), runs_root=str(tmp_path / "runs"))
+    run_dir = Runner(config, progress=False).run().run_dir
+    original = read_rgb_png(run_dir / "images" / "img0.png")
+    prediction = read_rgb_png(run_dir / "pred" / "telea" / "region" / "img0.png")
+    from masks.io import read_mask_png
+
+    hole = read_mask_png(run_dir / "masks" / "region" / "img0.png")
+    assert np.array_equal(prediction[~hole], original[~hole])
+
+
+def test_method_never_sees_hole_pixels_and_gets_a_seed(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, _SeesHoles.name, _SeesHoles)
+    data = _photos(tmp_path / "data", count=2)
+    _SeesHoles.seen.clear()
+    config = RunConfig(methods=[_SeesHoles.name], cases=["large"], data=str(data), runs_root=str(tmp_path / "r"))
+    Runner(config, progress=False).run()
+    assert [value for value, _ in _SeesHoles.seen] == [0, 0]
+    seeds = [seed for _, seed in _SeesHoles.seen]
+    assert len(set(seeds)) == 2 and all(isinstance(seed, int) for seed in seeds)
+
+
+def test_failing_job_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, _FailsOnSecondImage.name, _FailsOnSecondImage)
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(np.zeros((32, 40, 3), np.uint8)).save(data / "a.png")
+    Image.fromarray(np.zeros((33, 40, 3), np.uint8)).save(data / "b.png")
+    config = RunConfig(methods=[_FailsOnSecondImage.name, "telea"], cases=["small"], data=str(data),
+                       runs_root=str(tmp_path / "runs"))
+    outcome = Runner(config, progress=False).run()
+    assert len(outcome.rows) == 3
+    errors = pd.read_csv(outcome.run_dir / "errors.csv")
+    assert errors.to_dict("records") == [{"method": "test-flaky", "case": "small", "image_id": "b",
+                                          "error": "RuntimeError: cannot handle 33 rows"}]
+
+
+def test_empty_and_full_user_masks(tmp_path):
+    data = _photos(tmp_path / "data", count=2, size=(24, 24))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(masks / "img0.png")
+    Image.fromarray(np.full((24, 24), 255, np.uint8)).save(masks / "img1.png")
+    config = RunConfig(methods=["telea"], cases=["user"], data=str(data), masks=str(masks),
+                       runs_root=str(tmp_path / "runs"))
+    rows = Runner(config, progress=False).run().rows.set_index("image_id")
+    assert rows.loc["img0", "note"] == NOTHING_TO_FILL and rows.loc["img0", "l1"] == 0
+    assert rows.loc["img1", "note"] == ALL_HOLE and rows.loc["img1", "hole_fraction"] == 1.0
+
+
+def test_parallel_workers_give_the_same_rows(tmp_path):
+    data = _photos(tmp_path / "data", count=2)
+    serial = RunConfig(methods=["telea", "biharmonic"], cases=["small"], data=str(data),
+                       runs_root=str(tmp_path / "a"))
+    parallel = RunConfig(**{**vars(serial), "runs_root": str(tmp_path / "b"), "workers": 2})
+    columns = ["method", "case", "image_id", "psnr", "ssim", "l1"]
+    first = Runner(serial, progress=False).run().rows[columns]
+    second = Runner(parallel, progress=False).run().rows[columns]
+    pd.testing.assert_frame_equal(first, second)
+
+
+@pytest.mark.parametrize("bad", ["mask size", "missing mask"])
+def test_user_mask_problems_name_the_file(tmp_path, bad):
+    from bench.errors import UserError
+
+    data = _photos(tmp_path / "data", count=1, size=(24, 24))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    if bad == "mask size":
+        Image.fromarray(np.zeros((20, 24), np.uint8)).save(masks / "img0.png")
+        expected = "img0.png is 24x20 but image .* is 24x24"
+    else:
+        expected = "no mask for image"
+    config = RunConfig(methods=["telea"], cases=["user"], data=str(data), masks=str(masks),
+                       runs_root=str(tmp_path / "runs"))
+    with pytest.raises(UserError, match=expected):
+        Runner(config, progress=False).run()
