@@ -98,15 +98,24 @@ class VGG16PerceptualLoss(nn.Module):
     def __init__(self, features_state: Mapping[str, torch.Tensor], layers: Sequence[int] = (3, 8, 15, 22),
                  weight: float = 30.0) -> None:
         super().__init__()
-        from torchvision.models import vgg16
+        from torchvision.models.vgg import cfgs, make_layers
 
-        features = vgg16().features[: max(layers) + 1]
+        # Only the trunk up to the last compared layer is built (torchvision's vgg16() allocates 138M
+        # parameters); a number in the layout is a conv + ReLU, "M" a max-pool.
+        layout, modules = [], 0
+        for item in cfgs["D"]:
+            if modules > max(layers):
+                break
+            layout.append(item)
+            modules += 1 if item == "M" else 2
+        features = make_layers(layout)[: max(layers) + 1]
         selected = {key[len("features."):]: value for key, value in features_state.items()
                     if key.startswith("features.") and int(key.split(".")[1]) <= max(layers)}
-        missing, unexpected = features.load_state_dict(selected, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"the VGG16 weights do not fit torchvision's layout (missing {missing[:4]}, "
-                             f"unexpected {unexpected[:4]}); pass a torchvision vgg16 state dict")
+        try:
+            features.load_state_dict(selected, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"the VGG16 weights do not fit torchvision's layout ({str(error).splitlines()[-1].strip()}); "
+                             "pass a torchvision vgg16 state dict") from None
         self.features = features.eval().requires_grad_(False)
         self.layers = tuple(sorted(layers))
         self.weight = weight
