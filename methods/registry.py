@@ -22,6 +22,7 @@ ENTRY_POINT_GROUP = "relama_bench.methods"
 BUILTIN_MODULES: tuple[str, ...] = (
     "methods.classical",
     "methods.lama",
+    "methods.shipped",
     "methods.context_encoder",
     "methods.pluralistic",
 )
