@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-every", type=int, help="steps between validations")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     parser.add_argument("--validation-lpips", action="store_true", help="add LPIPS (VGG) to the validation log")
-    parser.add_argument("--out", type=Path, help="run directory (default train-runs/<arch>_<data>_<size>)")
+    parser.add_argument("--out", type=Path, help="run directory (default runs/train/<arch>_<data>_<size>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -104,7 +104,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path, bool]:
     if not values.get("data"):
         raise UserError("no training data: pass --data FOLDER (or data = '...' in --config)")
     config = _build(values)
-    run_dir = args.out or Path("train-runs") / f"{config.arch.replace('-', '_')}_{Path(config.data).name}_{config.size}"
+    run_dir = args.out or Path("runs") / "train" / f"{config.arch.replace('-', '_')}_{Path(config.data).name}_{config.size}"
     if (run_dir / CHECKPOINT_NAME).is_file():
         raise UserError(f"{run_dir} already holds a training run; continue it with --resume {run_dir} "
                         "or choose another --out")

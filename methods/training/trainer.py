@@ -429,4 +429,5 @@ class Trainer:
                 self.save_checkpoint(self.wall_before + time.perf_counter() - started)
         bar.close()
         self.wall_s = self.wall_before + time.perf_counter() - started
-        return scores
+        # A run resumed at its last step trains nothing; its scores are still reported.
+        return scores or self.validate()

@@ -1,0 +1,1 @@
+"""Weights and model cards shipped with the package (see `methods.shipped`)."""
