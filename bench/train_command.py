@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from bench.errors import UserError
-from methods.training.config import TrainConfig, read_config_file
+from methods.checkpoint import CheckpointError, read_checkpoint
+from methods.training.config import PERCEPTUAL_LOSSES, TrainConfig, read_config_file
 from methods.training.trainer import CHECKPOINT_NAME, Trainer
 
 #: Flags that map one-to-one onto config fields (flag dest -> field).
@@ -29,6 +30,12 @@ _FLAG_FIELDS = ("arch", "data", "size", "steps", "batch_size", "seed", "device",
 #: Fields a resumed run may change: where and how fast it runs, and how far.
 _RESUMABLE_FIELDS = {"steps", "device", "threads", "validation_every", "checkpoint_every"}
 VGG16_WEIGHTS = "lpips-vgg16"
+#: What the run summary says about the perceptual loss that ran.
+PERCEPTUAL_DESCRIPTIONS = {
+    "resnet_pl": "resnet_pl (LaMa's ADE20k segmentation ResNet loss)",
+    "vgg16": "VGG16 (stand-in for LaMa's segmentation ResNet loss)",
+    "none": "none",
+}
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -52,8 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--ema-decay", type=float, help="keep an EMA of the generator (e.g. 0.999); 0 = off")
-    parser.add_argument("--perceptual", choices=("vgg16", "none"), help="perceptual loss (default vgg16)")
-    parser.add_argument("--perceptual-weights", help="torchvision VGG16 weights (default: the weights registry)")
+    parser.add_argument("--perceptual", choices=PERCEPTUAL_LOSSES,
+                        help="resnet_pl (LaMa's; needs --perceptual-weights encoder_epoch_20.pth), vgg16 (default) "
+                             "or none")
+    parser.add_argument("--perceptual-weights",
+                        help="resnet_pl: ade20k-resnet50dilated-ppm/encoder_epoch_20.pth; vgg16: torchvision "
+                             "VGG16 weights (default: the weights registry)")
     parser.add_argument("--validation-count", type=int, help="images held out of --data for validation")
     parser.add_argument("--validation-every", type=int, help="steps between validations")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
@@ -119,17 +130,25 @@ def _build(values: dict[str, Any]) -> TrainConfig:
 
 
 def perceptual_state(config: TrainConfig) -> dict[str, torch.Tensor] | None:
-    """The VGG16 weights of the perceptual loss (records their path in ``config``)."""
-    if config.perceptual != "vgg16":
+    """Weights of the perceptual network (records the VGG16 path in ``config`` when taken from the registry)."""
+    if config.perceptual == "none":
         return None
-    if config.perceptual_weights:
-        from methods.checkpoint import CheckpointError, read_checkpoint
+    if config.perceptual == "resnet_pl":
+        if not config.perceptual_weights:
+            raise UserError("the resnet_pl perceptual loss needs LaMa's segmentation encoder: pass "
+                            "--perceptual-weights ade20k-resnet50dilated-ppm/encoder_epoch_20.pth (or --perceptual vgg16)")
+        from methods.training.resnet_pl import read_encoder_state
 
+        try:
+            return read_encoder_state(config.perceptual_weights)
+        except (CheckpointError, ValueError) as error:
+            raise UserError(str(error)) from None
+    if config.perceptual_weights:
         path = Path(config.perceptual_weights)
         try:
             state = read_checkpoint(path)
         except CheckpointError as error:
-            raise UserError(f"{error}") from None
+            raise UserError(str(error)) from None
         if not isinstance(state, dict) or not any(key.startswith("features.") for key in state):
             raise UserError(f"{path} is not a torchvision VGG16 state dict (no features.* keys); "
                             "pass vgg16 weights or --perceptual none")
@@ -185,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     if resuming and trainer.rank == 0:
         config.save(run_dir / "config.json")
     scores = trainer.run()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     if trainer.rank != 0:
         return 0
     save_generator(trainer.inference_generator(), run_dir / "generator.safetensors", config.generator_config())
@@ -195,8 +216,7 @@ def run(args: argparse.Namespace) -> int:
         "steps_per_s": round(trainer.step / trainer.wall_s, 4) if trainer.wall_s else None,
         "processes": trainer.world_size,
         "device": str(trainer.device),
-        "perceptual_loss": ("VGG16 (stand-in for LaMa's segmentation ResNet loss)"
-                            if config.perceptual == "vgg16" else "none"),
+        "perceptual_loss": PERCEPTUAL_DESCRIPTIONS[config.perceptual],
         "generator_parameters": sum(p.numel() for p in trainer.generator.parameters()),
         "validation": scores,
     }

@@ -92,11 +92,12 @@ def test_init_from_lama_keeps_lama_weights_and_adds_attention(setup, lama_run, t
     (["--data", "/nonexistent/folder"], "does not exist"),
     (["--resume", "/nonexistent/run"], "cannot resume"),
     (["--arch", "lama", "--init-from", "relama=x"], "lama=PATH"),
+    (["--perceptual", "resnet_pl"], "encoder_epoch_20.pth"),
 ])
 def test_user_errors_are_one_sentence_and_exit_2(setup, arguments, message, capsys, tmp_path):
     data, config = setup
     extra = ["--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"]
-    if "--init-from" in arguments:
+    if "--init-from" in arguments or "--perceptual" in arguments:
         extra += ["--data", str(data)]
     assert train_command.main(arguments + extra) == 2
     assert message in capsys.readouterr().err

@@ -119,6 +119,26 @@ def test_vgg16_perceptual_loss_is_zero_for_equal_images_and_bounded():
         losses.VGG16PerceptualLoss({"features.0.weight": torch.zeros(1)}, layers=(3,))
 
 
+def test_resnet_pl_encoder_has_the_reference_layout_and_loads_strictly(tmp_path):
+    from methods.training.resnet_pl import DilatedResNet50Encoder, ResNetPerceptualLoss, read_encoder_state
+
+    torch.manual_seed(0)
+    state = DilatedResNet50Encoder().state_dict()
+    # The reference's loss_resnet_pl group (golden README): 330 entries, 23,685,367 values.
+    assert len(state) == 330 and sum(value.numel() for value in state.values()) == 23_685_367
+    legacy = {key: value for key, value in state.items() if not key.endswith("num_batches_tracked")}
+    torch.save(legacy, tmp_path / "encoder_epoch_20.pth")
+    loss = ResNetPerceptualLoss(read_encoder_state(tmp_path / "encoder_epoch_20.pth"), weight=30)
+    features = loss.encoder(torch.rand(1, 3, 32, 32))
+    # Output stride 8 from layer2 on: layer3/layer4 dilate instead of striding.
+    assert [tuple(f.shape[1:]) for f in features] == [(256, 8, 8), (512, 4, 4), (1024, 4, 4), (2048, 4, 4)]
+    images = torch.rand(1, 3, 32, 32)
+    assert loss(images, images).item() == 0.0
+    assert loss(images, torch.rand(1, 3, 32, 32)).item() > 0
+    with pytest.raises(ValueError, match="encoder_epoch_20"):
+        ResNetPerceptualLoss({key: value for key, value in legacy.items() if not key.startswith("layer4")})
+
+
 def test_psnr_and_ssim_on_known_images():
     target = torch.full((1, 3, 8, 8), 0.5)
     assert psnr(target + 0.1, target).item() == pytest.approx(20.0, abs=1e-4)

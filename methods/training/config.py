@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 #: Generator kinds by ``--arch``.
 ARCH_KINDS = {"lama": "ffc_resnet", "relama-cbam": "ffc_resnet_cbam"}
+#: Perceptual losses by config name.
+PERCEPTUAL_LOSSES = ("resnet_pl", "vgg16", "none")
 
 
 @dataclass
@@ -18,8 +20,9 @@ class TrainConfig:
     """Settings of one training run; defaults are a compact LaMa with big-lama's losses and optimisers.
 
     Loss weights, learning rates and betas are big-lama's (``configs/training/big-lama.yaml``, Adam
-    with PyTorch's default betas). The VGG16 perceptual loss stands in for LaMa's segmentation
-    ResNet loss (``resnet_pl``, weight 30) and takes its weight.
+    with PyTorch's default betas). ``perceptual`` is ``resnet_pl`` (LaMa's segmentation-ResNet loss,
+    weight 30; ``perceptual_weights`` = ``encoder_epoch_20.pth``), ``vgg16`` (the stand-in when those
+    weights are not at hand; torchvision VGG16 weights) or ``none``.
     """
 
     arch: str = "lama"
@@ -57,8 +60,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCH_KINDS:
             raise ValueError(f"unknown architecture {self.arch!r}; use one of {', '.join(ARCH_KINDS)}")
-        if self.perceptual not in ("vgg16", "none"):
-            raise ValueError(f"unknown perceptual loss {self.perceptual!r}; use 'vgg16' or 'none'")
+        if self.perceptual not in PERCEPTUAL_LOSSES:
+            raise ValueError(f"unknown perceptual loss {self.perceptual!r}; use one of {', '.join(PERCEPTUAL_LOSSES)}")
         if self.size % (2 ** self.n_downsampling) or self.size < 2 * 2 ** self.n_downsampling:
             raise ValueError(f"size {self.size} must be a multiple of 2**n_downsampling = {2 ** self.n_downsampling} "
                              "and at least twice that")

@@ -33,6 +33,7 @@ from methods.training import losses
 from methods.training.config import TrainConfig
 from methods.training.data import TrainingBatches, list_images, split_validation, validation_set
 from methods.training.quality import psnr, ssim
+from methods.training.resnet_pl import ResNetPerceptualLoss
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOSS_LOG = "losses.csv"
@@ -91,7 +92,8 @@ class Trainer:
     run_dir : path-like
         Output folder: config, checkpoint, CSV logs, curves.
     perceptual_state : mapping, optional
-        Torchvision VGG16 weights, required when ``config.perceptual == "vgg16"``.
+        Weights of the perceptual network: the ADE20k encoder for ``resnet_pl``, torchvision VGG16
+        for ``vgg16``.
     initial_generator_state : mapping, optional
         Generator weights to start from (e.g. LaMa weights with fresh attention); loaded strictly.
     lpips : callable, optional
@@ -131,14 +133,16 @@ class Trainer:
         self.discriminator = build_discriminator(config.discriminator_config()).to(self.device)
         if initial_generator_state is not None:
             self.generator.load_state_dict(dict(initial_generator_state), strict=True)
-        if config.perceptual == "vgg16":
+        self.perceptual: nn.Module | None = None
+        if config.perceptual != "none":
             if perceptual_state is None:
-                raise ValueError("the VGG16 perceptual loss needs VGG16 weights (perceptual_state); "
+                raise ValueError(f"the {config.perceptual} perceptual loss needs its weights (perceptual_state); "
                                  "pass them or set perceptual = 'none'")
-            self.perceptual: nn.Module | None = losses.VGG16PerceptualLoss(
-                perceptual_state, weight=config.perceptual_weight).to(self.device)
-        else:
-            self.perceptual = None
+            if config.perceptual == "resnet_pl":
+                self.perceptual = ResNetPerceptualLoss(perceptual_state, weight=config.perceptual_weight)
+            else:
+                self.perceptual = losses.VGG16PerceptualLoss(perceptual_state, weight=config.perceptual_weight)
+            self.perceptual.to(self.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False) if config.ema_decay else None
 
         self.generator_step_module: nn.Module = self.generator
