@@ -18,9 +18,10 @@ def make_image_folder(folder: Path, count: int = 12, size: int = 16) -> Path:
     ramp = np.linspace(0, 1, size)
     for index in range(count):
         base = rng.uniform(0.2, 0.8, 3)
-        image = np.stack([base[0] + 0.2 * ramp[None, :] + 0 * ramp[:, None],
-                          base[1] + 0.2 * ramp[:, None] + 0 * ramp[None, :],
-                          np.full((size, size), base[2])], axis=-1)
+        horizontal = np.broadcast_to(ramp[None, :], (size, size))
+        vertical = np.broadcast_to(ramp[:, None], (size, size))
+        image = np.stack([base[0] + 0.2 * horizontal, base[1] + 0.2 * vertical, np.full((size, size), base[2])],
+                         axis=-1)
         cv2.imwrite(str(folder / f"{index:03d}.png"),
                     cv2.cvtColor((np.clip(image, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
     return folder
