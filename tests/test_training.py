@@ -218,6 +218,16 @@ def test_resume_continues_bit_for_bit(image_folder, tmp_path):
     assert (tmp_path / "resumed" / "curves.png").is_file()
 
 
+def test_a_validation_column_added_on_resume_widens_the_log(image_folder, tmp_path):
+    config = tiny_config(image_folder, steps=2, validation_every=1)
+    Trainer(config, tmp_path / "run", progress=False).run(stop_at=1)
+    distance = lambda predicted, target: (predicted - target).abs().flatten(1).mean(dim=1)  # noqa: E731
+    Trainer(config, tmp_path / "run", progress=False, resume=True, lpips=distance).run()
+    lines = (tmp_path / "run" / VALIDATION_LOG).read_text().splitlines()
+    assert lines[0] == "step,wall_s,psnr,ssim,lpips" and len(lines) == 3 and lines[1].endswith(",")
+    assert (tmp_path / "run" / "curves.png").is_file()
+
+
 def test_resume_without_checkpoint_names_the_fix(image_folder, tmp_path):
     with pytest.raises(ValueError, match="cannot resume"):
         Trainer(tiny_config(image_folder), tmp_path / "empty", progress=False, resume=True)

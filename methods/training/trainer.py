@@ -352,12 +352,18 @@ class Trainer:
 
     def _append(self, name: str, row: Mapping[str, float | int]) -> None:
         log = self.run_dir / name
-        new = not log.is_file()
-        with log.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        rows: list[Mapping[str, object]] = list(csv.DictReader(log.open())) if log.is_file() else []
+        columns = list(rows[0].keys()) if rows else []
+        if columns and set(row) <= set(columns):
+            with log.open("a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=columns).writerow(row)
+            return
+        # A new column (e.g. LPIPS switched on when resuming): rewrite the log with the wider header.
+        columns += [key for key in row if key not in columns]
+        with log.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows([*rows, row])
 
     def plot_curves(self) -> Path | None:
         """Loss and validation curves as ``curves.png`` from the CSV logs (rank 0 only)."""
