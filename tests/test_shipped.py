@@ -84,3 +84,16 @@ def test_shipped_file_is_used_by_default(tmp_path, monkeypatch):
 def test_wrong_architecture_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="LaMa checkpoint"):
         shipped.ReLaMaCBAMCelebAHQ64(_tiny_weights(tmp_path, "lama"), device="cpu")
+
+
+@pytest.mark.parametrize("cls", [shipped.LaMaCelebAHQ64, shipped.ReLaMaCBAMCelebAHQ64])
+def test_the_shipped_weights_load_and_have_a_model_card(cls):
+    path = cls.weights_path()
+    assert path.stat().st_size < 20e6
+    assert path.with_suffix(".md").is_file()
+    method = cls(device="cpu")
+    image = np.full((64, 64, 3), 128, np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[20:40, 20:40] = True
+    result = method.inpaint(image, mask)
+    np.testing.assert_array_equal(result[~mask], image[~mask])
