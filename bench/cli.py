@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench.check_command",
     "bench.erf_command",
     "bench.sweep_command",
+    "bench.train_command",
 )
 
 

@@ -23,8 +23,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "methods.classical",
     "methods.context_encoder",
     "methods.pluralistic",
-    "methods.lama",
     "methods.ict",
+    "methods.lama",
+    "methods.shipped",
 )
 
 _REGISTRY: dict[str, type[Inpainter]] = {}
