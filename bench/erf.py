@@ -277,6 +277,9 @@ def method_subjects(name: str, weights: Path | None, *, random_init: bool, seed:
         raise UserError(f"method {name!r} exposes no network for ERF analysis (no erf_network()); "
                         "choose a deep method such as lama or relama-cbam")
     subjects = []
+    if weights is None and hasattr(cls, "weights_path"):
+        # Methods that ship their weights inside the package are measured with them.
+        weights = cls.weights_path()
     if weights is not None:
         adapter = create_method(name, weights=weights, **_adapter_options(cls, device))
         module, make_input = adapter.erf_network()
