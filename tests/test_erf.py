@@ -213,3 +213,9 @@ def test_command_writes_tables_figures_and_both_reports(lama_weights: str, tmp_p
     assert "freshly initialised weights" in (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<img src=\"figures/" not in html
+
+
+def test_shipped_methods_are_measured_with_their_own_weights() -> None:
+    subjects = erf.method_subjects("lama-celebahq64", None, random_init=True)
+    assert [subject.weights for subject in subjects] == [erf.LOADED_LABEL, erf.FRESH_LABEL]
+    assert subjects[0].detail == "lama_celebahq64.safetensors"
