@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from bench.io import write_text
 from bench.pixel_metrics import HIGHER_IS_BETTER, SSIM_CONVENTION
-from bench.report import METRIC_LABELS, ReportData, format_value, learned_metric_lines
+from bench.report import METRIC_LABELS, ReportData, format_value, learned_metric_lines, method_labels
 from bench.statistics import CONFIDENCE, N_RESAMPLES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -82,7 +82,8 @@ def case_sections(data: ReportData, figure: _Figures) -> list[dict[str, Any]]:
         metrics = list(dict.fromkeys(cases_rows["metric"]))
         methods = list(dict.fromkeys(cases_rows["method"]))
         columns = [metric_label(metric) for metric in metrics]
-        body = {method: {"method": method, "cells": [], "n": 0} for method in methods}
+        labels = method_labels(data.meta)
+        body = {method: {"method": labels.get(method, method), "cells": [], "n": 0} for method in methods}
         for metric in metrics:
             cells = cases_rows[cases_rows["metric"] == metric].set_index("method")
             best = _best_methods(cells, metric)

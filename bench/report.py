@@ -81,6 +81,16 @@ def load_run(run_dir: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
     return config, meta, rows, errors
 
 
+def method_labels(meta: dict) -> dict[str, str]:
+    """Row labels of methods: the name, plus the training domain for methods that declare one, so a
+    reader sees next to the numbers when a method runs outside the data it was trained on."""
+    labels = {}
+    for method in meta.get("methods", []):
+        domain = method.get("details", {}).get("training domain")
+        labels[method["name"]] = f"{method['name']} (trained on {domain})" if domain else method["name"]
+    return labels
+
+
 def case_table(summary: pd.DataFrame, case: str, metrics: list[str],
                set_metrics: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per method: ``mean [low, high]`` per metric, FID and KID when available, the best value
@@ -147,7 +157,9 @@ def build_report(run_dir: Path, *, reference: str | None = None) -> ReportData:
     write_table(tables_dir / "set_metrics.csv", sets)
     for case in config["run"]["cases"]:
         if case in set(summary["case"]):
-            data.case_tables[case] = case_table(summary, case, metrics, sets)
+            table = case_table(summary, case, metrics, sets)
+            table["method"] = table["method"].map(lambda name: method_labels(meta).get(name, name))
+            data.case_tables[case] = table
             write_text(tables_dir / f"summary_{case}.md", data.case_tables[case].to_markdown(index=False) + "\n")
     if "diversity_lpips" in rows.columns and rows["diversity_lpips"].notna().any():
         data.diversity = summarise(rows[rows["diversity_lpips"].notna()], ["diversity_lpips"])

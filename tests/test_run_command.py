@@ -137,3 +137,13 @@ def test_killed_run_resumes_to_the_same_rows_without_recomputing(tmp_path):
     columns = [column for column in straight_rows.columns if column != "wall_time_s"]
     pd.testing.assert_frame_equal(straight_rows[columns], resumed_rows[columns])
     assert not list(runs.rglob("*.tmp")), "no partial files may remain"
+
+
+def test_shipped_models_run_by_default_with_their_domain_next_to_their_rows(tmp_path, capsys):
+    data = write_photos(tmp_path / "data", 1, (40, 56), prefix="p")
+    assert main(["run", "--data", str(data), "--cases", "region", "--runs-dir", str(tmp_path / "runs"),
+                 "--no-progress", "--no-learned-metrics"]) == 0
+    rows = pd.read_parquet(tmp_path / "runs" / "latest" / "rows.parquet")
+    assert {"lama-celebahq64", "relama-cbam-celebahq64", "telea"} <= set(rows["method"])
+    report = (tmp_path / "runs" / "latest" / "report.md").read_text()
+    assert "| lama-celebahq64 (trained on CelebA-HQ faces 64x64)" in report
