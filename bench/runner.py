@@ -108,14 +108,15 @@ def execute_job(spec: JobSpec) -> dict:
     hole_fraction = float(hole_mask.mean())
     note = ""
     extra_samples: list[np.ndarray] = []
+    # Loading the method (weights, first use) is not part of the per-image time.
+    method = _method_instance(job.method, spec.weights, spec.options) if hole_mask.any() else None
     start = time.perf_counter()
-    if not hole_mask.any():
+    if method is None:
         note = NOTHING_TO_FILL
         prediction = image
     else:
         if hole_mask.all():
             note = ALL_HOLE
-        method = _method_instance(job.method, spec.weights, spec.options)
         # The method must not see the pixels it is asked to fill.
         masked_input = np.where(hole_mask[:, :, None], 0, image).astype(np.uint8)
         if spec.samples > 1 and method.can_sample:
