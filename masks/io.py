@@ -64,11 +64,17 @@ def write_mask_png(path: Path | str, mask: np.ndarray) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so a
     reader (or a run killed midway) never sees a partial file."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
+        os.chmod(temporary, 0o666 & ~_UMASK)
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
         os.replace(temporary, path)
