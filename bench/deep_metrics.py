@@ -118,7 +118,10 @@ class LPIPSMetric:
         self.device = torch.device(device)
         # pnet_rand=True builds the torchvision backbone without downloading; pretrained=True loads the
         # v0.1 linear heads from the lpips wheel. The backbone state then replaces the random init.
-        self.model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():
+            # torchvision's notice about its old 'pretrained' argument, which lpips still passes.
+            warnings.simplefilter("ignore", UserWarning)
+            self.model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
         load_state_strict(self.model.net, self._slice_state(self.model.net, backbone_state), source)
         self.model.eval().to(self.device)
 
