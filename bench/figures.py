@@ -69,7 +69,10 @@ def comparison_grid(
                 axis.set_ylabel(f"{image_id}\n{hole_mask.mean() * 100:.1f}% hole", fontsize=9)
     if title:
         figure.suptitle(title, fontsize=12)
-    figure.tight_layout()
+        # Keep about 0.4 inch above the panels so the title never overlaps the column headers.
+        figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / figure.get_figheight()))
+    else:
+        figure.tight_layout()
     save_figure(figure, path)
 
 
