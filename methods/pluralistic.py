@@ -148,14 +148,30 @@ class Pluralistic(Inpainter):
         if spectral_state not in SPECTRAL_STATES:
             raise ValueError(f"spectral_state must be one of {', '.join(SPECTRAL_STATES)}, got {spectral_state!r}")
         self.weights = Path(weights)
+        self._install(*load_pluralistic(self.weights), working_size=working_size, spectral_state=spectral_state,
+                      device=device)
+
+    def _install(self, encoder: PICNetEncoder, generator: PICNetGenerator, *, working_size: int | None,
+                 spectral_state: str, device: str) -> None:
         self.working_size = working_size
         self.spectral_state = spectral_state
         self.device = torch.device(device)
-        encoder, generator = load_pluralistic(self.weights)
         self.encoder = encoder.to(self.device)
         self.generator = generator.to(self.device)
         self._encoder_uv = power_iteration_state(self.encoder)
         self._generator_uv = power_iteration_state(self.generator)
+
+    @classmethod
+    def with_random_weights(cls, *, seed: int = 0, device: str = "cpu") -> "Pluralistic":
+        """The released architecture (widths 32/128/128) with fresh random weights, for timing and memory
+        measurements only (`relama-bench perf --random-weights`); its completions are meaningless."""
+        instance = cls.__new__(cls)
+        instance.weights = None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder, generator = PICNetEncoder().eval(), PICNetGenerator().eval()
+        instance._install(encoder, generator, working_size=256, spectral_state="reset", device=device)
+        return instance
 
     @classmethod
     def unavailable_reason(cls, weights: Path | None) -> str | None:

@@ -83,3 +83,12 @@ def test_bad_sizes_and_methods_are_user_errors(tmp_path) -> None:
     with pytest.raises(UserError, match="unknown method"):
         args = _parse("--methods", "nope", "--out", str(tmp_path))
         args.func(args)
+
+
+def test_pluralistic_has_a_random_weights_mode_for_timing() -> None:
+    method, label = build_for_perf("pluralistic", {}, random_weights=True)
+    image = np.zeros((64, 64, 3), np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[16:40, 20:44] = True
+    assert method.inpaint(image, mask, seed=0).shape == image.shape
+    assert "random" in label and method.weights is None
