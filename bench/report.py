@@ -278,7 +278,7 @@ def render_markdown(data: ReportData) -> str:
         f"- Methods run: {', '.join(meta['methods_run']) or 'none'}.",
         f"- Run time: {meta['duration_s']:.1f} s ({meta['computed_jobs']} jobs computed, "
         f"{meta['cached_jobs']} reused from an earlier attempt).",
-        f"- Statistics: mean [95 % percentile-bootstrap CI of the mean, 2000 resamples]; images whose mask "
+        "- Statistics: mean [95 % percentile-bootstrap CI of the mean, 2000 resamples]; images whose mask "
         "had no hole are left out of every statistic.",
         *learned_metric_lines(meta),
         f"- SSIM convention: {SSIM_CONVENTION}. PSNR over RGB values in [0, 1]; L1 mean absolute error in "

@@ -42,7 +42,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--limit", type=int, default=None, help="use only the first N images")
     run.add_argument("--size", type=int, default=None,
                      help="resize the shorter side to S and centre-crop S x S; default: keep the size, "
-                          f"downscaling images whose long side exceeds --max-side")
+                          "downscaling images whose long side exceeds --max-side")
     run.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
                      help=f"long-side cap of the default size policy (default {DEFAULT_MAX_SIDE})")
     run.add_argument("--seed", type=int, default=0, help="seed of masks and stochastic methods (default 0)")
