@@ -39,6 +39,26 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def pluralistic_replica_folder(folder: Path) -> Path:
+    """``folder`` laid out like Pluralistic's checkpoint folder, holding the small replicas."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in ("E", "G"):
+        (folder / f"latest_net_{part}.pth").symlink_to(
+            shared_path("golden", "pluralistic", "replica", f"replica_latest_net_{part}_small.pth"))
+    return folder
+
+
+def ict_replica_folder(folder: Path) -> Path:
+    """``folder`` laid out like ICT's released ``ckpts_ICT``, the replicas as the Places2_Nature variant."""
+    (folder / "Transformer").mkdir(parents=True, exist_ok=True)
+    (folder / "Upsample" / "Places2_Nature").mkdir(parents=True, exist_ok=True)
+    (folder / "Transformer" / "Places2_Nature.pth").symlink_to(
+        shared_path("golden", "ict", "replica", "replica_transformer_small.pth"))
+    (folder / "Upsample" / "Places2_Nature" / "InpaintingModel_gen.pth").symlink_to(
+        shared_path("golden", "ict", "replica", "replica_InpaintingModel_gen_small.pth"))
+    return folder
+
+
 @pytest.fixture
 def golden_dir():
     """Return a function mapping a method folder name to ``../shared/golden/<name>``."""

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from conftest import shared_path, write_photos
+from conftest import ict_replica_folder, pluralistic_replica_folder, shared_path, write_photos
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +30,8 @@ def checkpoints(tmp_path_factory) -> dict[str, str]:
     relama = folder / "relama_small.safetensors"
     save_generator(generator, relama, config)
 
-    pluralistic = folder / "pluralistic"
-    pluralistic.mkdir()
-    for part in ("E", "G"):
-        (pluralistic / f"latest_net_{part}.pth").symlink_to(
-            shared_path("golden", "pluralistic", "replica", f"replica_latest_net_{part}_small.pth"))
-
-    ict = folder / "ckpts_ICT"
-    (ict / "Transformer").mkdir(parents=True)
-    (ict / "Upsample" / "Places2_Nature").mkdir(parents=True)
-    (ict / "Transformer" / "Places2_Nature.pth").symlink_to(
-        shared_path("golden", "ict", "replica", "replica_transformer_small.pth"))
-    (ict / "Upsample" / "Places2_Nature" / "InpaintingModel_gen.pth").symlink_to(
-        shared_path("golden", "ict", "replica", "replica_InpaintingModel_gen_small.pth"))
+    pluralistic = pluralistic_replica_folder(folder / "pluralistic")
+    ict = ict_replica_folder(folder / "ckpts_ICT")
     return {
         "lama": str(shared_path("golden", "lama", "replica", "replica_best_small.ckpt")),
         "relama-cbam": str(relama),

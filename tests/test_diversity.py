@@ -5,8 +5,6 @@ Uses the small Pluralistic replica checkpoints from ``../shared/golden/pluralist
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,17 +15,12 @@ from bench.report import build_report
 from bench.run_command import write_run_files
 from bench.runner import Runner
 from bench.weights import resolve
-from conftest import shared_path
+from conftest import pluralistic_replica_folder
 
 
 @pytest.fixture
 def pluralistic_weights(tmp_path):
-    folder = tmp_path / "pluralistic"
-    folder.mkdir()
-    for part in ("E", "G"):
-        shutil.copy(shared_path("golden", "pluralistic", "replica", f"replica_latest_net_{part}_small.pth"),
-                    folder / f"latest_net_{part}.pth")
-    return folder
+    return pluralistic_replica_folder(tmp_path / "pluralistic")
 
 
 def _photos(folder):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import shared_path
+from conftest import ict_replica_folder, shared_path
 from methods import ict
 from methods.base import Family, MethodUnavailable
 from methods.checkpoint import CheckpointError
@@ -27,15 +27,9 @@ def golden_transformer() -> dict:
 
 
 @pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory, replica_dir) -> Path:
+def weights_dir(tmp_path_factory) -> Path:
     """A ckpts_ICT folder in the released layout holding the replicas as the Places2_Nature variant."""
-    root = tmp_path_factory.mktemp("ckpts_ICT")
-    (root / "Transformer").mkdir()
-    (root / "Upsample" / "Places2_Nature").mkdir(parents=True)
-    (root / "Transformer" / "Places2_Nature.pth").symlink_to(replica_dir / "replica_transformer_small.pth")
-    (root / "Upsample" / "Places2_Nature" / "InpaintingModel_gen.pth").symlink_to(
-        replica_dir / "replica_InpaintingModel_gen_small.pth")
-    return root
+    return ict_replica_folder(tmp_path_factory.mktemp("ckpts_ICT"))
 
 
 @pytest.fixture(scope="module")

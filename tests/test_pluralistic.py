@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_path
+from conftest import pluralistic_replica_folder, shared_path
 from methods.base import Family, MethodUnavailable
 from methods.checkpoint import CheckpointError
 from methods.nets.pluralistic import attention_mask
@@ -26,16 +26,10 @@ from methods.pluralistic import (
 )
 from methods.registry import available_methods, create_method, get_method_class
 
-REPLICAS = {ENCODER_FILE: "replica_latest_net_E_small.pth", GENERATOR_FILE: "replica_latest_net_G_small.pth"}
-
-
 @pytest.fixture(scope="module")
 def replica_dir(tmp_path_factory) -> Path:
     """A checkpoint folder laid out like the reference's, holding the replicas."""
-    folder = tmp_path_factory.mktemp("pluralistic_weights")
-    for target, source in REPLICAS.items():
-        shutil.copy(shared_path("golden", "pluralistic", "replica", source), folder / target)
-    return folder
+    return pluralistic_replica_folder(tmp_path_factory.mktemp("pluralistic_weights"))
 
 
 @pytest.fixture(scope="module")
