@@ -18,7 +18,7 @@ from bench.datasets import DEFAULT_DATA_NAME, DEFAULT_MAX_SIDE
 from bench.errors import UserError
 from bench.io import write_json, write_text
 from bench.report import build_report
-from bench.runner import USER_CASE, Runner, default_worker_count
+from bench.runner import USER_CASE, Runner, default_worker_count, method_instance
 from bench.weights_option import parse_weights_options
 from masks.cases import CASES
 from methods.registry import get_method_class, list_methods
@@ -154,7 +154,6 @@ def size_policy_text(config: RunConfig) -> str:
 
 def write_run_files(config: RunConfig, outcome, started: float, command: str) -> None:
     from masks.cases import get_case
-    from methods.registry import create_method
 
     run_dir = outcome.run_dir
     cases = {case: get_case(case).parameters() for case in config.cases if case != USER_CASE}
@@ -171,7 +170,7 @@ def write_run_files(config: RunConfig, outcome, started: float, command: str) ->
     for name in methods_run:
         cls = get_method_class(name)
         try:
-            details = create_method(name, weights=config.weights.get(name), **config.options.get(name, {})).describe()
+            details = method_instance(name, config.weights.get(name), config.options.get(name, {})).describe()
         except Exception:  # describing is best effort; failures already show in errors.csv
             details = {}
         method_facts.append({"name": name, "family": cls.family.value, "resolution": cls.resolution.describe(),

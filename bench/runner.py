@@ -89,7 +89,8 @@ def composite(image: np.ndarray, prediction: np.ndarray, hole_mask: np.ndarray) 
 _METHOD_CACHE: dict[tuple[str, str | None, str], Inpainter] = {}
 
 
-def _method_instance(name: str, weights: str | None, options: dict[str, Any]) -> Inpainter:
+def method_instance(name: str, weights: str | None, options: dict[str, Any]) -> Inpainter:
+    """The method built once per process for these weights and options (loading weights is costly)."""
     key = (name, weights, repr(sorted(options.items())))
     if key not in _METHOD_CACHE:
         _METHOD_CACHE[key] = create_method(name, weights=weights, **options)
@@ -109,7 +110,7 @@ def execute_job(spec: JobSpec) -> dict:
     note = ""
     extra_samples: list[np.ndarray] = []
     # Loading the method (weights, first use) is not part of the per-image time.
-    method = _method_instance(job.method, spec.weights, spec.options) if hole_mask.any() else None
+    method = method_instance(job.method, spec.weights, spec.options) if hole_mask.any() else None
     start = time.perf_counter()
     if method is None:
         note = NOTHING_TO_FILL
