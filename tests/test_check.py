@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.check import (
+from bench.analysis.regression import (
     BASELINE_META,
     BASELINE_TABLE,
     TOLERANCES,
@@ -21,11 +21,11 @@ from bench.check import (
     read_summary,
     update_baseline,
 )
-from bench.check_command import add_command
+from bench.cli.check import add_command
 from bench.cli import main as cli_main
 from bench.errors import UserError
-from bench.io import read_json, read_rgb_png, write_json, write_rgb_png
-from bench.pixel_metrics import pixel_metrics
+from bench.run.rundir import read_json, read_rgb_png, write_json, write_rgb_png
+from bench.metrics.pixel import pixel_metrics
 from masks.io import read_mask_png
 from tiny_run import CASE, IMAGE_IDS, build_tiny_run, run_arguments
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.datasets import apply_size_policy, default_images, folder_images, load_image
+from bench.run.data import apply_size_policy, default_images, folder_images, load_image
 from bench.errors import UserError
 
 

@@ -15,12 +15,12 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from bench import deep_metrics
-from bench.deep_metrics import (
+from bench.metrics import learned as deep_metrics
+from bench.metrics.learned import (
     FIDKID, FID_RELIABLE_MIN_N, InceptionPool3, LPIPSMetric, frechet_distance, kernel_inception_distance,
     kid_subset_size, to_lpips_input,
 )
-from bench.weights import WeightsLocations, WeightsUnavailable
+from bench.metrics.backbones import WeightsLocations, WeightsUnavailable
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.config import RunConfig
-from bench.io import read_rgb_png, sample_path
-from bench.report import build_report
-from bench.run_command import write_run_files
-from bench.runner import Runner
-from bench.weights import resolve
+from bench.run.config import RunConfig
+from bench.run.rundir import read_rgb_png, sample_path
+from bench.report.build import build_report
+from bench.cli.run import write_run_files
+from bench.run.runner import Runner
+from bench.metrics.backbones import resolve
 from conftest import pluralistic_replica_folder
 
 

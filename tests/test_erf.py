@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench import erf
-from bench.erf_command import add_command, parse_layers, parse_location
+from bench.studies import erf
+from bench.cli.erf import add_command, parse_layers, parse_location
 from bench.errors import UserError
 from methods.nets.ffc import FFC_BN_ACT, ConcatTupleLayer
 from conftest import shared_path

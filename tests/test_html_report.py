@@ -9,8 +9,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from bench.html_report import CONTENT_SECURITY_POLICY, REPORT_NAME, render_html, write_html
-from bench.report import build_report
+from bench.report.html import CONTENT_SECURITY_POLICY, REPORT_NAME, render_html, write_html
+from bench.report.build import build_report
 from tiny_run import CASE, HOSTILE_ID, METHODS, build_tiny_run
 
 HOSTILE_ERROR = 'RuntimeError: <script>alert("boom")</script> & more'

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from bench.pixel_metrics import pixel_metrics
+from bench.metrics.pixel import pixel_metrics
 
 
 def _pair(seed=0):

@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from conftest import write_photos
-from bench.config import RunConfig
-from bench.io import read_rgb_png
-from bench.runner import ALL_HOLE, NOTHING_TO_FILL, Runner
+from bench.run.config import RunConfig
+from bench.run.rundir import read_rgb_png
+from bench.run.runner import ALL_HOLE, NOTHING_TO_FILL, Runner
 from methods import registry
 from methods.base import Family, Inpainter
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import write_photos
-from bench.config import RunConfig
-from bench.report import build_report
-from bench.runner import Runner
-from bench.weights import resolve
+from bench.run.config import RunConfig
+from bench.report.build import build_report
+from bench.run.runner import Runner
+from bench.metrics.backbones import resolve
 
 WEIGHTS_PRESENT = all(resolve(name) is not None for name in ("lpips-alex", "fid-inception"))
 
@@ -30,7 +30,7 @@ def test_without_weights_learned_metrics_are_unavailable_not_substituted(tmp_pat
 
 @pytest.mark.skipif(not WEIGHTS_PRESENT, reason="weights not fetched: run `relama-bench weights fetch`")
 def test_lpips_and_fid_are_scored_cached_and_reported(tmp_path):
-    from bench.run_command import write_run_files
+    from bench.cli.run import write_run_files
 
     data = write_photos(tmp_path / "data", 3, (48, 64), prefix="q")
     config = RunConfig(methods=["telea", "ns"], cases=["region"], data=str(data),

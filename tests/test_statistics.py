@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.statistics import area_bins, bootstrap_ci, choose_reference, paired_comparison, summarise
+from bench.analysis.statistics import area_bins, bootstrap_ci, choose_reference, paired_comparison, summarise
 
 
 def _rows():

@@ -8,8 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.figures import save_figure  # noqa: E402
-from bench.study_report import Section, write_reports  # noqa: E402
+from bench.report.figures import save_figure  # noqa: E402
+from bench.report.document import Section, write_reports  # noqa: E402
 
 
 def test_reports_hold_the_sections_escape_text_and_embed_figures(tmp_path) -> None:

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import sweeps
-from bench.datasets import BenchImage, default_images
+from bench.studies import sweeps
+from bench.run.data import BenchImage, default_images
 from bench.errors import UserError
-from bench.sweep_command import add_command
+from bench.cli.sweep import add_command
 from methods.registry import create_method
 
 FRACTIONS = np.linspace(0.05, 0.6, 8)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import train_command
+from bench.cli import train as train_command
 from methods.lama import load_generator
 from methods.training.config import TrainConfig
 from training_helpers import make_image_folder

@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench import weights
-from bench.weights import (
+from bench.metrics import backbones as weights
+from bench.metrics.backbones import (
     PackageSource, WeightsEntry, WeightsIntegrityError, WeightsLocations, WeightsUnavailable,
 )
 

@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from bench.config import RunConfig
-from bench.datasets import BenchImage, apply_size_policy, default_images, folder_images
+from bench.run.config import RunConfig
+from bench.run.data import BenchImage, apply_size_policy, default_images, folder_images
 from bench.errors import UserError
-from bench.io import read_json, sample_path, write_json, write_rgb_png, write_table
-from bench.pixel_metrics import pixel_metrics
-from bench.scoring import ScoringReport, disabled_report, score_run
+from bench.run.rundir import read_json, sample_path, write_json, write_rgb_png, write_table
+from bench.metrics.pixel import pixel_metrics
+from bench.run.scoring import ScoringReport, disabled_report, score_run
 from masks.cases import case_mask, get_case
 from masks.io import MaskFileError, read_labelme, read_mask_png, write_mask_png
 from methods.base import Inpainter

@@ -18,14 +18,14 @@ from methods.checkpoint import CheckpointError
 
 #: Modules providing sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "bench.run_command",
-    "bench.list_command",
-    "bench.weights_command",
-    "bench.perf",
-    "bench.check_command",
-    "bench.erf_command",
-    "bench.sweep_command",
-    "bench.train_command",
+    "bench.cli.run",
+    "bench.cli.list",
+    "bench.cli.weights",
+    "bench.studies.perf",
+    "bench.cli.check",
+    "bench.cli.erf",
+    "bench.cli.sweep",
+    "bench.cli.train",
 )
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import tomli_w
 
-from bench.config import RunConfig, machine_description, package_versions
-from bench.datasets import DEFAULT_DATA_NAME, DEFAULT_MAX_SIDE
+from bench.run.config import RunConfig, machine_description, package_versions
+from bench.run.data import DEFAULT_DATA_NAME, DEFAULT_MAX_SIDE
 from bench.errors import UserError
-from bench.io import write_json, write_text
-from bench.report import build_report
-from bench.runner import USER_CASE, Runner, default_worker_count, method_instance
-from bench.weights_option import parse_weights_options
+from bench.run.rundir import write_json, write_text
+from bench.report.build import build_report
+from bench.run.runner import USER_CASE, Runner, default_worker_count, method_instance
+from bench.cli.options import parse_weights_options
 from masks.cases import CASES
 from methods.registry import get_method_class, list_methods
 

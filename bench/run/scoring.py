@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from bench.deep_metrics import (
+from bench.metrics.learned import (
     FID_INDICATIVE_REASON,
     FID_RELIABLE_MIN_N,
     FIDKID,
@@ -30,7 +30,7 @@ from bench.deep_metrics import (
     kernel_inception_distance,
     lpips_unavailable_reason,
 )
-from bench.io import read_json, read_rgb_png, sample_path, write_json
+from bench.run.rundir import read_json, read_rgb_png, sample_path, write_json
 from masks.io import atomic_write_bytes
 
 ORIGINALS = "_originals"

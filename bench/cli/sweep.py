@@ -1,4 +1,4 @@
-"""``relama-bench sweep resolution`` and ``relama-bench sweep area`` (see `bench.sweeps`)."""
+"""``relama-bench sweep resolution`` and ``relama-bench sweep area`` (see `bench.studies.sweeps`)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import sweeps
-from bench.datasets import default_images, folder_images
-from bench.erf_command import arguments_hash
+from bench.studies import sweeps
+from bench.run.data import default_images, folder_images
+from bench.cli.erf import arguments_hash
 from bench.errors import UserError
-from bench.report import METRIC_LABELS, format_value
-from bench.study_report import Section, write_reports
-from bench.weights_option import parse_weights_options
+from bench.report.model import METRIC_LABELS, format_value
+from bench.report.document import Section, write_reports
+from bench.cli.options import parse_weights_options
 from masks.cases import CASES
 from methods.base import Inpainter, MethodUnavailable
 from methods.registry import create_method, get_method_class, list_methods

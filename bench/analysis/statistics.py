@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.pixel_metrics import HIGHER_IS_BETTER
+from bench.metrics.pixel import HIGHER_IS_BETTER
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000

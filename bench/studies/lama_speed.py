@@ -7,7 +7,7 @@ does; the optimised path folds BatchNorm and runs under ``torch.inference_mode``
 wall and process-CPU latencies, their ratios, the largest output difference and each path's peak
 memory. On a loaded machine the CPU-time ratio (with ``--threads 1``) is the steadier number.
 
-Usage: ``python -m bench.lama_speed [--size 512] [--repeats 5] [--config big-lama] [--threads 1]``
+Usage: ``python -m bench.studies.lama_speed [--size 512] [--repeats 5] [--config big-lama] [--threads 1]``
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from bench.perf import measure_peak_memory
+from bench.studies.perf import measure_peak_memory
 from methods.nets.configs import build_generator
 from methods.nets.fold import prepare_for_inference
 

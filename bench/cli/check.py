@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.check import check_run, format_result, update_baseline
+from bench.analysis.regression import check_run, format_result, update_baseline
 
 DEFAULT_BASELINE = Path("reports/baseline")
 

@@ -1,6 +1,6 @@
 """Regression check of a run's summary table against a committed baseline.
 
-The compared table is ``tables/summary.csv`` that `bench.report.build_report` writes (columns
+The compared table is ``tables/summary.csv`` that `bench.report.build.build_report` writes (columns
 ``method, case, metric, mean, std, ci_low, ci_high, n``). Each ``(method, case, metric)`` entry's mean
 is compared with the baseline's under the metric's tolerance in `TOLERANCES`; ``n`` must match exactly.
 The other columns are derived from the same per-image values and are kept in the baseline for reading
@@ -30,8 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import UserError
-from bench.io import read_json, write_table, write_text
-from bench.pixel_metrics import HIGHER_IS_BETTER
+from bench.run.rundir import read_json, write_table, write_text
+from bench.metrics.pixel import HIGHER_IS_BETTER
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ with top-level keys named like the config fields, or a saved ``config.json``), t
 directory receives ``config.json``, ``checkpoint.safetensors`` (everything needed to resume),
 ``losses.csv``, ``validation.csv``, ``curves.png``, ``generator.safetensors`` (inference weights
 for the ``lama`` / ``relama-cbam`` methods) and ``summary.json``. Several processes: launch the
-same command with ``torchrun --nproc_per_node K -m bench.train_command ...``.
+same command with ``torchrun --nproc_per_node K -m bench.cli.train ...``.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def perceptual_state(config: TrainConfig) -> dict[str, torch.Tensor] | None:
             raise UserError(f"{path} is not a torchvision VGG16 state dict (no features.* keys); "
                             "pass vgg16 weights or --perceptual none")
         return state
-    from bench import weights
+    from bench.metrics import backbones as weights
 
     path = weights.resolve(VGG16_WEIGHTS)
     if path is None:
@@ -165,7 +165,7 @@ def perceptual_state(config: TrainConfig) -> dict[str, torch.Tensor] | None:
 
 def lpips_function(device: str) -> Any:
     """``lpips(predicted, target)`` on [0, 1] tensors through the suite's LPIPS (VGG), per image."""
-    from bench.deep_metrics import LPIPSMetric
+    from bench.metrics.learned import LPIPSMetric
 
     metric = LPIPSMetric("vgg", device=device)
 
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``python -m bench.train_command`` (and torchrun)."""
+    """Entry point for ``python -m bench.cli.train`` (and torchrun)."""
     parser = argparse.ArgumentParser(prog="relama-bench train", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)

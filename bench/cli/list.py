@@ -6,7 +6,7 @@ import argparse
 
 from tabulate import tabulate
 
-from bench.weights_option import parse_weights_options
+from bench.cli.options import parse_weights_options
 from methods.registry import available_methods
 
 

@@ -19,10 +19,10 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from bench.io import write_text
-from bench.pixel_metrics import HIGHER_IS_BETTER, SSIM_CONVENTION
-from bench.report import METRIC_LABELS, ReportData, format_value, learned_metric_lines, method_labels
-from bench.statistics import CONFIDENCE, N_RESAMPLES
+from bench.run.rundir import write_text
+from bench.metrics.pixel import HIGHER_IS_BETTER, SSIM_CONVENTION
+from bench.report.model import METRIC_LABELS, ReportData, format_value, learned_metric_lines, method_labels
+from bench.analysis.statistics import CONFIDENCE, N_RESAMPLES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html.j2"

@@ -8,7 +8,7 @@ import argparse
 from tabulate import tabulate
 
 from bench.errors import UserError
-from bench.weights import (
+from bench.metrics.backbones import (
     REGISTRY, WeightsLocations, WeightsUnavailable, candidates, fetch, load_state, locate,
 )
 

@@ -14,7 +14,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from bench.io import write_text
+from bench.run.rundir import write_text
 
 
 @dataclass

@@ -10,7 +10,7 @@ Two configurations:
   the token count of the golden example, plus the upsampler at 256x256. Both samplers are first run
   on three tokens to check that they draw the same ones.
 
-Usage: ``python -m bench.ict_speed [--threads N] [--steps K] [--shared DIR]``.
+Usage: ``python -m bench.studies.ict_speed [--threads N] [--steps K] [--shared DIR]``.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5,
                         help="single sampling steps timed per sampler for the Places2 configuration")
     parser.add_argument("--repeats", type=int, default=3, help="runs per small-configuration timing")
-    default_shared = os.environ.get("RELAMA_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
+    default_shared = os.environ.get("RELAMA_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared")
     parser.add_argument("--shared", type=Path, default=Path(default_shared), help="the shared folder holding golden/ict")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -1,4 +1,4 @@
-"""``relama-bench erf``: effective receptive field maps of deep generators (see `bench.erf`)."""
+"""``relama-bench erf``: effective receptive field maps of deep generators (see `bench.studies.erf`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import erf
+from bench.studies import erf
 from bench.errors import UserError
-from bench.study_report import Section, write_reports
-from bench.weights_option import parse_weights_options
+from bench.report.document import Section, write_reports
+from bench.cli.options import parse_weights_options
 from masks.cases import CASES
 
 

@@ -12,7 +12,7 @@ Hole-size curves
     until the hole reaches the target, so each level contains the previous one. Hole area therefore
     never decreases along the sweep. Results are grouped in fine (5 %) hole-fraction bins.
 
-Every prediction is composited with the known pixels and scored with `bench.pixel_metrics`.
+Every prediction is composited with the known pixels and scored with `bench.metrics.pixel`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from bench.datasets import BenchImage
-from bench.pixel_metrics import pixel_metrics
-from bench.runner import composite
-from bench.statistics import area_bins, bootstrap_ci
+from bench.run.data import BenchImage
+from bench.metrics.pixel import pixel_metrics
+from bench.run.runner import composite
+from bench.analysis.statistics import area_bins, bootstrap_ci
 from masks.cases import REFERENCE_SIDE, case_mask
 from masks.generators import StrokeParams, irregular_strokes
 from methods.base import Inpainter
@@ -185,7 +185,7 @@ def area_rows(images: Sequence[BenchImage], methods: dict[str, Inpainter], fract
 
 
 def fine_bins(rows: pd.DataFrame, metrics: Sequence[str] = METRICS, width: float = FINE_BIN_WIDTH) -> pd.DataFrame:
-    """`bench.statistics.area_bins` per shape family with ``width``-wide bins; adds a ``shape`` column."""
+    """`bench.analysis.statistics.area_bins` per shape family with ``width``-wide bins; adds a ``shape`` column."""
     edges = np.round(np.arange(0.0, 1.0 + width / 2, width), 6)
     tables = []
     for family, group in rows.groupby("shape", sort=False):
@@ -219,7 +219,7 @@ def resolution_figure(summary: pd.DataFrame, metric: str, path, *, label: str | 
     """``metric`` against resolution, one panel per case, one line per method with its 95 % CI."""
     import matplotlib.pyplot as plt
 
-    from bench.figures import save_figure
+    from bench.report.figures import save_figure
 
     data = summary[summary["metric"] == metric]
     cases = list(dict.fromkeys(data["case"]))
@@ -247,7 +247,7 @@ def area_figure(bins: pd.DataFrame, metric: str, path, *, label: str | None = No
     """``metric`` against hole fraction (fine bins), one panel per shape family, one line per method."""
     import matplotlib.pyplot as plt
 
-    from bench.figures import save_figure
+    from bench.report.figures import save_figure
 
     data = bins[bins["metric"] == metric]
     shapes = list(dict.fromkeys(data["shape"]))

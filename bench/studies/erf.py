@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench.datasets import default_images, folder_images
+from bench.run.data import default_images, folder_images
 from bench.errors import UserError
 from masks.cases import case_mask
 
@@ -408,7 +408,7 @@ def heatmap_figure(results: Sequence[ERFResult], path: Path) -> None:
     """One method's maps: a row per weights and layer, a column per input set (pooled last)."""
     import matplotlib.pyplot as plt
 
-    from bench.figures import save_figure
+    from bench.report.figures import save_figure
 
     set_names = list(results[0].maps)
     figure, axes = plt.subplots(len(results), len(set_names), squeeze=False,
@@ -429,7 +429,7 @@ def comparison_figure(results: Sequence[ERFResult], path: Path, *, inputs: str =
     """Every method and weights side by side (columns), one row per layer, all at the same colour scale."""
     import matplotlib.pyplot as plt
 
-    from bench.figures import save_figure
+    from bench.report.figures import save_figure
 
     columns = list(dict.fromkeys((result.subject.method, result.subject.weights) for result in results))
     layers = list(dict.fromkeys(result.layer for result in results))
@@ -456,7 +456,7 @@ def depth_figure(table: pd.DataFrame, path: Path, *, inputs: str = POOLED) -> No
     """r50 and the share above 1 % of peak against layer index, one line per method and weights."""
     import matplotlib.pyplot as plt
 
-    from bench.figures import save_figure
+    from bench.report.figures import save_figure
 
     data = table[(table["inputs"] == inputs) & (table["layer"] != "output")].copy()
     data["index"] = data["layer"].str.split(".").str[1].astype(int)

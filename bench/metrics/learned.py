@@ -1,7 +1,7 @@
 """Learned metrics: LPIPS per image pair, FID and KID over sets of images.
 
-Backbones come only from the weights registry (:mod:`bench.weights`); when an entry is missing the
-metric reports :func:`bench.weights.missing_message` and computes nothing (no substitute weights,
+Backbones come only from the weights registry (:mod:`bench.metrics.backbones`); when an entry is missing the
+metric reports :func:`bench.metrics.backbones.missing_message` and computes nothing (no substitute weights,
 no download).
 
 Conventions
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.weights import WeightsLocations, WeightsUnavailable, load_state, missing_message, resolve
+from bench.metrics.backbones import WeightsLocations, WeightsUnavailable, load_state, missing_message, resolve
 from methods.checkpoint import load_state_strict
 
 #: Registry entry of each LPIPS backbone.

@@ -23,7 +23,7 @@ import torch
 from tabulate import tabulate
 
 from bench.errors import UserError
-from bench.weights_option import parse_weights_options
+from bench.cli.options import parse_weights_options
 from methods.base import Inpainter, MethodUnavailable
 from methods.registry import create_method, get_method_class, list_methods
 

@@ -1,0 +1,1 @@
+"""Metrics: pixel metrics, learned metrics (LPIPS, FID, KID) and their backbone weights."""

@@ -1,0 +1,144 @@
+"""The report model: the tables, labels and formatted cells a report shows, read from a run directory.
+
+Both renderers (`bench.report.markdown`, `bench.report.html`) read one `ReportData`;
+`bench.report.build` fills it and writes every report file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import UserError
+from bench.run.rundir import read_json
+from bench.metrics.pixel import HIGHER_IS_BETTER
+from bench.metrics.learned import FID_INDICATIVE_REASON, FID_RELIABLE_MIN_N
+
+METRIC_LABELS = {
+    "psnr": "PSNR (dB)", "ssim": "SSIM", "l1": "L1", "psnr_hole": "PSNR hole (dB)",
+    "ssim_hole": "SSIM hole", "l1_hole": "L1 hole", "lpips": "LPIPS",
+}
+METRIC_DECIMALS = {"psnr": 2, "psnr_hole": 2}
+
+
+def format_value(metric: str, value: float) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a" if value is None or np.isnan(value) else ("inf" if value > 0 else "-inf")
+    return f"{value:.{METRIC_DECIMALS.get(metric, 4)}f}"
+
+
+@dataclass
+class ReportData:
+    """Tables and figure paths a report shows; shared by the Markdown and HTML renderers."""
+
+    run_dir: Path
+    config: dict
+    meta: dict
+    rows: pd.DataFrame
+    errors: pd.DataFrame
+    summary: pd.DataFrame
+    paired: pd.DataFrame
+    bins: pd.DataFrame
+    timing: pd.DataFrame
+    reference: str | None
+    set_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    case_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    grid_paths: dict[str, str] = field(default_factory=dict)
+    curve_paths: dict[str, str] = field(default_factory=dict)
+    scatter_path: str | None = None
+    diversity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sample_grid_paths: dict[str, str] = field(default_factory=dict)
+
+
+def load_run(run_dir: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
+    """Configuration, metadata, rows and errors of a run directory."""
+    run_dir = Path(run_dir)
+    rows_path = run_dir / "rows.parquet"
+    if not rows_path.exists():
+        raise UserError(f"{run_dir} is not a finished run directory (no rows.parquet): run `relama-bench run` first")
+    config = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+    meta = read_json(run_dir / "run.json")
+    rows = pd.read_parquet(rows_path)
+    errors_path = run_dir / "errors.csv"
+    errors = pd.read_csv(errors_path) if errors_path.exists() and errors_path.stat().st_size else pd.DataFrame()
+    return config, meta, rows, errors
+
+
+def method_labels(meta: dict) -> dict[str, str]:
+    """Row labels of methods: the name, plus the training domain for methods that declare one, so a
+    reader sees next to the numbers when a method runs outside the data it was trained on."""
+    labels = {}
+    for method in meta.get("methods", []):
+        domain = method.get("details", {}).get("training domain")
+        labels[method["name"]] = f"{method['name']} (trained on {domain})" if domain else method["name"]
+    return labels
+
+
+def case_table(summary: pd.DataFrame, case: str, metrics: list[str],
+               set_metrics: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per method: ``mean [low, high]`` per metric, FID and KID when available, the best value
+    of each column in bold, and N."""
+    data = summary[summary["case"] == case]
+    methods = list(dict.fromkeys(data["method"]))
+    table = pd.DataFrame({"method": methods})
+    for metric in metrics:
+        cells = data[data["metric"] == metric].set_index("method")
+        means = cells["mean"].replace([np.inf, -np.inf], np.nan)
+        best = None
+        if means.notna().any():
+            best = means.idxmax() if HIGHER_IS_BETTER[metric] else means.idxmin()
+        column = []
+        for method in methods:
+            cell = cells.loc[method]
+            text = (f"{format_value(metric, cell['mean'])} "
+                    f"[{format_value(metric, cell['ci_low'])}, {format_value(metric, cell['ci_high'])}]")
+            column.append(f"**{text}**" if method == best and len(methods) > 1 else text)
+        arrow = "↑" if HIGHER_IS_BETTER[metric] else "↓"
+        table[f"{METRIC_LABELS.get(metric, metric)} {arrow}"] = column
+    if set_metrics is not None and not set_metrics.empty:
+        sets = set_metrics[set_metrics["case"] == case].set_index("method")
+        if not sets.empty:
+            best_fid = sets["fid"].idxmin() if sets["fid"].notna().any() else None
+            best_kid = sets["kid_mean"].idxmin() if sets["kid_mean"].notna().any() else None
+            fid_column, kid_column = [], []
+            for method in methods:
+                if method not in sets.index:
+                    fid_column.append("n/a")
+                    kid_column.append("n/a")
+                    continue
+                cell = sets.loc[method]
+                fid = f"{cell['fid']:.2f}" + ("*" if cell["indicative"] else "")
+                kid = f"{cell['kid_mean'] * 1000:.2f} ± {cell['kid_std'] * 1000:.2f}"
+                bold = len(methods) > 1
+                fid_column.append(f"**{fid}**" if bold and method == best_fid else fid)
+                kid_column.append(f"**{kid}**" if bold and method == best_kid else kid)
+            table["FID ↓"] = fid_column
+            table["KID×1000 ↓"] = kid_column
+    counts = data.groupby("method", sort=False)["n"].max()
+    table["N"] = [int(counts[method]) for method in methods]
+    return table
+
+
+def learned_metric_lines(meta: dict) -> list[str]:
+    """Report lines stating how LPIPS, FID and KID were computed, or why they are unavailable."""
+    scoring = meta.get("scoring", {})
+    lines = []
+    if scoring.get("lpips_unavailable"):
+        lines.append(f"- LPIPS: {scoring['lpips_unavailable']}.")
+    elif scoring:
+        lines.append(f"- LPIPS: v0.1, {scoring.get('lpips_net', 'alex')} backbone, inputs mapped to [-1, 1], whole "
+                     "image.")
+    if scoring.get("fid_unavailable"):
+        lines.append(f"- FID/KID: {scoring['fid_unavailable']}.")
+    elif scoring:
+        lines.append("- FID/KID: Inception-v3 pool3 (TF inception-2015-12-05 weights), whole image, over the images "
+                     "of each case; KID ×1000, mean ± std over subsets whose size follows N. FID marked * "
+                     f"(fewer than {FID_RELIABLE_MIN_N:,} images): {FID_INDICATIVE_REASON}.")
+    for key, label in (("lpips_seconds_per_image", "LPIPS"), ("features_seconds_per_image", "Inception features")):
+        if scoring.get(key):
+            lines.append(f"- Metric cost on this machine: {label} {scoring[key]:.3f} s per image.")
+    return lines
