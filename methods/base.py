@@ -91,6 +91,14 @@ class Inpainter(abc.ABC):
             return f"weights not found at {weights}: pass --weights {cls.name}=PATH to an existing file"
         return None
 
+    @classmethod
+    def weights_source(cls, weights: Path | None) -> Path | None:
+        """The file or folder the method loads its weights from when built with ``weights``.
+
+        Its content is part of every cached result's identity; ``None`` when the method loads none.
+        """
+        return weights if cls.weights_needed else None
+
     @abc.abstractmethod
     def inpaint(self, image: np.ndarray, mask: np.ndarray, *, seed: int | None = None) -> np.ndarray:
         """Fill the holes of one image.

@@ -47,6 +47,10 @@ class _ShippedFourierInpainter(_FourierInpainter):
             return f"weights file {path} is missing; reinstall relama-bench (the package ships it)"
         return None
 
+    @classmethod
+    def weights_source(cls, weights: Path | None) -> Path | None:
+        return Path(weights) if weights is not None else cls.weights_path()
+
     def __init__(self, weights: Path | str | None = None, *, device: str | torch.device | None = None,
                  optimize: bool = True, batch_size: int = 16) -> None:
         """

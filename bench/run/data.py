@@ -152,20 +152,22 @@ def _resize(image: np.ndarray, height: int, width: int, *, shrinking: bool, near
     return cv2.resize(image, (width, height), interpolation=method)
 
 
-def default_images(size: int | None = None, limit: int | None = None) -> list[BenchImage]:
-    """The embedded default set: colour photographs shipped inside scikit-image."""
+def default_images(size: int | None = None, limit: int | None = None,
+                   max_side: int = DEFAULT_MAX_SIDE) -> list[BenchImage]:
+    """The embedded default set: colour photographs shipped inside scikit-image, sized by the size policy."""
     records = []
     for image_id, loader in _skimage_photos().items():
         if limit is not None and len(records) >= limit:
             break
         raw = np.ascontiguousarray(loader()[:, :, :3]).astype(np.uint8)
-        records.append(BenchImage(image_id, apply_size_policy(raw, size), f"skimage.data:{image_id}",
+        records.append(BenchImage(image_id, apply_size_policy(raw, size, max_side=max_side), f"skimage.data:{image_id}",
                                   raw.shape[:2]))
     return records
 
 
-def folder_images(folder: Path | str, size: int | None = None, limit: int | None = None) -> list[BenchImage]:
-    """Images of a folder (not recursive), sorted by file name.
+def folder_images(folder: Path | str, size: int | None = None, limit: int | None = None,
+                  max_side: int = DEFAULT_MAX_SIDE) -> list[BenchImage]:
+    """Images of a folder (not recursive), sorted by file name, sized by the size policy.
 
     Files whose suffix is not an image suffix are skipped with a warning; an image file that cannot
     be decoded is an error naming it.
@@ -188,7 +190,8 @@ def folder_images(folder: Path | str, size: int | None = None, limit: int | None
             raise UserError(f"images {seen[path.stem]} and {path} share the id {path.stem!r}: rename one of them")
         seen[path.stem] = path
         raw, notes = load_image(path)
-        records.append(BenchImage(path.stem, apply_size_policy(raw, size), str(path), raw.shape[:2], notes))
+        records.append(BenchImage(path.stem, apply_size_policy(raw, size, max_side=max_side), str(path), raw.shape[:2],
+                                  notes))
     if not records:
         raise UserError(f"data folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return records

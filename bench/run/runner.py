@@ -6,38 +6,53 @@ atomically and the record last, so a job is finished exactly when its record exi
 the same arguments skips it, and a run killed at any moment loses nothing that finished. A job that
 raises is written to ``errors.csv`` and the run goes on.
 
+A record is valid only for the content it was computed from: it stores its job's key
+(`bench.run.identity.JobIdentity`), and a job whose record has another key is computed again. The
+prepared images and masks written to the run directory are likewise rewritten when their content
+changes, and the Inception features cached for a changed image or a recomputed job are discarded.
+
 The runner, not the method, composites ``where(mask, prediction, image)`` so that known pixels are
 identical for every method (DESIGN.md, contract 2).
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from bench.run.config import RunConfig
-from bench.run.data import BenchImage, apply_size_policy, default_images, folder_images
 from bench.errors import UserError
-from bench.run.rundir import read_json, sample_path, write_json, write_rgb_png, write_table
 from bench.metrics.pixel import pixel_metrics
-from bench.run.scoring import ScoringReport, disabled_report, score_run
+from bench.run.config import RunConfig, package_versions
+from bench.run.data import BenchImage, apply_size_policy, default_images, folder_images
+from bench.run.identity import ContentDigests, JobIdentity, array_digest
+from bench.run.rundir import read_json, sample_path, write_json, write_rgb_png, write_table
+from bench.run.scoring import ScoringReport, disabled_report, feature_path, original_feature_path, score_run
+from bench.run.workers import run_parallel
 from masks.cases import case_mask, get_case
 from masks.io import MaskFileError, read_labelme, read_mask_png, write_mask_png
-from methods.base import Inpainter
+from methods.base import Family, Inpainter
+from methods.checkpoint import CheckpointError
 from methods.registry import create_method, get_method_class
 
 USER_CASE = "user"
 NOTHING_TO_FILL = "nothing to fill"
 ALL_HOLE = "mask is all hole: no known pixels"
+#: Run-directory files that record what the cached inputs and weights were computed from.
+INPUTS_MANIFEST = "inputs.json"
+DIGESTS_FILE = "digests.json"
+#: Write errors that every later job would hit too: the run stops at the first one.
+_RUN_STOPPING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 @dataclass(frozen=True)
@@ -52,7 +67,9 @@ class JobSpec:
     """Everything a worker process needs to run one job."""
 
     job: Job
+    key: str
     weights: str | None
+    weights_digest: str | None
     image: np.ndarray
     hole_mask: np.ndarray
     seed: int
@@ -74,6 +91,7 @@ class RunOutcome:
     cached_jobs: int
     images: list[BenchImage] = field(default_factory=list)
     scoring: ScoringReport | None = None
+    methods: dict[str, Inpainter] = field(default_factory=dict)
 
 
 def job_seed(seed: int, case: str, image_id: str) -> int:
@@ -86,15 +104,45 @@ def composite(image: np.ndarray, prediction: np.ndarray, hole_mask: np.ndarray) 
     return np.where(hole_mask[:, :, None], prediction, image).astype(np.uint8)
 
 
-_METHOD_CACHE: dict[tuple[str, str | None, str], Inpainter] = {}
+_METHOD_CACHE: dict[tuple[str, str | None, str | None, str], Inpainter] = {}
 
 
-def method_instance(name: str, weights: str | None, options: dict[str, Any]) -> Inpainter:
-    """The method built once per process for these weights and options (loading weights is costly)."""
-    key = (name, weights, repr(sorted(options.items())))
+def method_instance(name: str, weights: str | None, options: dict[str, Any],
+                    weights_digest: str | None = None) -> Inpainter:
+    """The method built once per process for these weights (path and content) and options."""
+    key = (name, weights, weights_digest, repr(sorted(options.items())))
     if key not in _METHOD_CACHE:
         _METHOD_CACHE[key] = create_method(name, weights=weights, **options)
     return _METHOD_CACHE[key]
+
+
+@functools.cache
+def device_kind(family: Family) -> str:
+    """The kind of device a method of ``family`` computes on by default; part of a job's identity."""
+    if family is Family.TRADITIONAL:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.cache
+def software_versions() -> tuple[tuple[str, str], ...]:
+    """Versions of the packages that compute results; part of a job's identity."""
+    return tuple(sorted(package_versions().items()))
+
+
+def is_finished(spec: JobSpec) -> bool:
+    """Whether the job has a record computed from exactly its current inputs."""
+    try:
+        return read_json(spec.record_path).get("job_key") == spec.key
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def stops_run(error: BaseException) -> bool:
+    """Whether ``error`` would fail every later job too (disk full, read-only), so the run must stop."""
+    return isinstance(error, OSError) and error.errno in _RUN_STOPPING_ERRNOS
 
 
 def execute_job(spec: JobSpec) -> dict:
@@ -110,7 +158,8 @@ def execute_job(spec: JobSpec) -> dict:
     note = ""
     extra_samples: list[np.ndarray] = []
     # Loading the method (weights, first use) is not part of the per-image time.
-    method = method_instance(job.method, spec.weights, spec.options) if hole_mask.any() else None
+    method = (method_instance(job.method, spec.weights, spec.options, spec.weights_digest)
+              if hole_mask.any() else None)
     start = time.perf_counter()
     if method is None:
         note = NOTHING_TO_FILL
@@ -144,6 +193,7 @@ def execute_job(spec: JobSpec) -> dict:
         "wall_time_s": wall_time,
         "note": note,
         "samples": 1 + len(extra_samples),
+        "job_key": spec.key,
         **pixel_metrics(image, result, hole_mask),
     }
     write_rgb_png(spec.pred_path, result)
@@ -184,19 +234,42 @@ class Runner:
         if config.limit is not None and config.limit < 1:
             raise UserError(f"--limit {config.limit} selects no image: pass a positive number or leave it out")
         if config.data is None:
-            return default_images(size=config.size, limit=config.limit)
-        return folder_images(config.data, size=config.size, limit=config.limit)
+            return default_images(size=config.size, limit=config.limit, max_side=config.max_side)
+        return folder_images(config.data, size=config.size, limit=config.limit, max_side=config.max_side)
 
-    def write_inputs(self, images: list[BenchImage]) -> dict[str, dict[str, np.ndarray]]:
-        """Hole masks by case and image id, written to ``masks/<case>/<id>.png``.
+    def write_inputs(self, images: list[BenchImage]) -> tuple[dict[str, str], dict[str, dict[str, np.ndarray]]]:
+        """Content digests of the images, and hole masks by case and image id.
 
-        The prepared images are written to ``images/<id>.png`` beside them, so that a report can be
-        re-rendered from the run directory alone.
+        The prepared images go to ``images/<id>.png`` (so that a report can be re-rendered from the run
+        directory alone) and the masks to ``masks/<case>/<id>.png``; each is rewritten when its content
+        differs from what ``inputs.json`` says the file holds, and a changed image's cached Inception
+        features are discarded.
         """
+        manifest_path = self.run_dir / INPUTS_MANIFEST
+        try:
+            manifest = read_json(manifest_path)
+        except (OSError, ValueError):
+            manifest = {}
+        manifest = manifest if isinstance(manifest, dict) else {}
+        written = dict(manifest)
+
+        def keep(relative: str, digest: str, write) -> None:
+            path = self.run_dir / relative
+            if written.get(relative) != digest or not path.exists():
+                write(path)
+                written[relative] = digest
+
+        image_digests: dict[str, str] = {}
         for bench_image in images:
-            path = self.run_dir / "images" / f"{bench_image.image_id}.png"
-            if not path.exists():
+            image_id = bench_image.image_id
+            digest = image_digests[image_id] = array_digest(bench_image.image)
+
+            def write_image(path: Path, bench_image: BenchImage = bench_image) -> None:
+                # Features of the old content must go before the new content is recorded.
+                original_feature_path(self.run_dir, bench_image.image_id).unlink(missing_ok=True)
                 write_rgb_png(path, bench_image.image)
+
+            keep(f"images/{image_id}.png", digest, write_image)
         masks: dict[str, dict[str, np.ndarray]] = {}
         for case in self.config.cases:
             masks[case] = {}
@@ -206,22 +279,34 @@ class Runner:
                 else:
                     mask = case_mask(bench_image.image.shape[:2], bench_image.image_id, case, self.config.seed)
                 masks[case][bench_image.image_id] = mask
-                path = self.run_dir / "masks" / case / f"{bench_image.image_id}.png"
-                if not path.exists():
-                    write_mask_png(path, mask)
-        return masks
+                keep(f"masks/{case}/{bench_image.image_id}.png", array_digest(mask),
+                     lambda path, mask=mask: write_mask_png(path, mask))
+        if written != manifest:
+            write_json(manifest_path, written)
+        return image_digests, masks
 
     def _user_mask(self, bench_image: BenchImage) -> np.ndarray:
         folder = Path(self.config.masks)
         png, labelme = folder / f"{bench_image.image_id}.png", folder / f"{bench_image.image_id}.json"
+        # labelme keeps its JSON beside the image: with --masks = --data, STEM.png is the image itself.
+        png_is_image = png.exists() and _same_file(png, bench_image.source)
         try:
-            if png.exists():
+            if labelme.exists() and (png_is_image or not png.exists()):
+                mask = self._labelme_mask(labelme, bench_image)
+                source = labelme
+            elif png.exists() and labelme.exists():
+                raise UserError(
+                    f"mask folder {folder} holds both {png.name} and {labelme.name} for image {bench_image.source}: "
+                    "remove the one that is not its mask"
+                )
+            elif png_is_image:
+                raise UserError(
+                    f"mask {png} is the image itself (--masks names the data folder): add the labelme "
+                    f"annotation {labelme.name} beside it or pass a separate mask folder"
+                )
+            elif png.exists():
                 mask = read_mask_png(png, threshold=self.config.mask_threshold, invert=self.config.mask_invert)
                 source = png
-            elif labelme.exists():
-                data_root = self.config.data if self.config.data is not None else folder
-                mask, _ = read_labelme(labelme, data_root=data_root)
-                source = labelme
             else:
                 raise UserError(
                     f"no mask for image {bench_image.source}: add {png} (white = hole) or {labelme} (labelme)"
@@ -235,6 +320,21 @@ class Runner:
             )
         return apply_size_policy(mask, self.config.size, max_side=self.config.max_side, interpolation_mask=True)
 
+    @staticmethod
+    def _labelme_mask(labelme: Path, bench_image: BenchImage) -> np.ndarray:
+        # The suite never opens the file imagePath names; it only checks that the annotation is for
+        # this image: the same file, resolved as labelme does (relative to the JSON file), or the same
+        # file name (annotations kept in a folder of their own).
+        mask, image_path = read_labelme(labelme)
+        if image_path is not None and not _same_file(Path(image_path), bench_image.source):
+            named = PureWindowsPath(image_path).name
+            if named != Path(bench_image.source).name:
+                raise UserError(
+                    f"labelme file {labelme} annotates {named!r} (its imagePath), not the image "
+                    f"{bench_image.source}: fix imagePath or rename the annotation"
+                )
+        return mask
+
     def resolve_methods(self) -> tuple[list[str], dict[str, str]]:
         """Methods that will run, and those skipped with the reason."""
         runnable, skipped = [], {}
@@ -247,27 +347,88 @@ class Runner:
                 skipped[name] = reason
         return runnable, skipped
 
-    def _specs(self, methods: list[str], images: list[BenchImage],
-               masks: dict[str, dict[str, np.ndarray]]) -> Iterator[JobSpec]:
+    def load_methods(self, names: list[str], digests: ContentDigests
+                     ) -> tuple[dict[str, Inpainter], dict[str, str | None], dict[str, str]]:
+        """Build each method once, before its jobs.
+
+        Returns the built methods, the content digest of each one's weights, and the methods that
+        could not be built with the one-line reason (their jobs are skipped, not failed one by one).
+
+        Raises
+        ------
+        UserError
+            A method refuses the ``--option`` values it was given.
+        """
+        built: dict[str, Inpainter] = {}
+        weights_digests: dict[str, str | None] = {}
+        skipped: dict[str, str] = {}
+        for name in names:
+            weights = self.config.weights.get(name)
+            options = self.config.options.get(name, {})
+            try:
+                source = get_method_class(name).weights_source(Path(weights) if weights else None)
+                weights_digests[name] = digests.path(source) if source is not None else None
+                built[name] = method_instance(name, weights, options, weights_digests[name])
+            except Exception as error:  # whatever stops a method from loading skips it, with the reason
+                message = _first_line(error)
+                if options and isinstance(error, (TypeError, ValueError)) and not isinstance(error, CheckpointError):
+                    given = ", ".join(f"--option {name}.{key}={value}" for key, value in options.items())
+                    raise UserError(f"{given} is refused by method {name!r} ({message}): fix the value") from None
+                skipped[name] = f"could not be loaded ({message})"
+        return built, weights_digests, skipped
+
+    def _specs(self, methods: list[str], images: list[BenchImage], image_digests: dict[str, str],
+               masks: dict[str, dict[str, np.ndarray]], weights_digests: dict[str, str | None]) -> Iterator[JobSpec]:
+        software = dict(software_versions())
         for method in methods:
+            family = get_method_class(method).family
+            options = self.config.options.get(method, {})
             for case in self.config.cases:
+                mask_digests = {image_id: array_digest(mask) for image_id, mask in masks[case].items()}
                 for bench_image in images:
                     job = Job(method, case, bench_image.image_id)
+                    seed = job_seed(self.config.seed, case, bench_image.image_id)
+                    identity = JobIdentity(
+                        method=method, case=case, image_id=bench_image.image_id,
+                        image=image_digests[bench_image.image_id], mask=mask_digests[bench_image.image_id],
+                        weights=weights_digests[method], device=device_kind(family), seed=seed,
+                        samples=self.config.samples, options=options, software=software,
+                    )
                     folder = self.run_dir / "pred" / method / case
                     yield JobSpec(
                         job=job,
+                        key=identity.key(),
                         weights=self.config.weights.get(method),
+                        weights_digest=weights_digests[method],
                         image=bench_image.image,
                         hole_mask=masks[case][bench_image.image_id],
-                        seed=job_seed(self.config.seed, case, bench_image.image_id),
+                        seed=seed,
                         pred_path=folder / f"{bench_image.image_id}.png",
                         record_path=folder / f"{bench_image.image_id}.json",
                         samples=self.config.samples,
-                        options=self.config.options.get(method, {}),
+                        options=options,
                     )
 
+    def _check_holes(self, masks: dict[str, dict[str, np.ndarray]]) -> None:
+        if any(mask.any() for case_masks in masks.values() for mask in case_masks.values()):
+            return
+        if self.config.masks is not None:
+            rule = (f"dark pixels (grey <= {self.config.mask_threshold})" if self.config.mask_invert
+                    else f"grey values above {self.config.mask_threshold}")
+            raise UserError(f"no mask in {self.config.masks} has a hole ({rule}): check the masks, "
+                            "--mask-threshold and --mask-invert")
+        raise UserError("no mask of this run has a hole: the images are too small for the mask cases; "
+                        "pass larger images or --size")
+
     def run(self) -> RunOutcome:
-        """Run every unfinished job and collect the rows of all finished ones."""
+        """Run every unfinished job and collect the rows of all finished ones.
+
+        Raises
+        ------
+        OSError
+            A write failed for a reason every later job would share (disk full, read-only): the run
+            stops there, keeping every finished job.
+        """
         for case in self.config.cases:
             if case != USER_CASE:
                 try:
@@ -276,50 +437,74 @@ class Runner:
                     raise UserError(str(error.args[0])) from None
         self.prepare_run_dir()
         images = self.load_images()
-        masks = self.write_inputs(images)
+        image_digests, masks = self.write_inputs(images)
+        self._check_holes(masks)
         methods, skipped = self.resolve_methods()
-        specs = list(self._specs(methods, images, masks))
-        pending = [spec for spec in specs if not spec.record_path.exists()]
+        digests = ContentDigests(self.run_dir / DIGESTS_FILE, write_json)
+        built, weights_digests, not_loaded = self.load_methods(methods, digests)
+        digests.save()
+        skipped.update(not_loaded)
+        methods = [name for name in methods if name in built]
+        specs = list(self._specs(methods, images, image_digests, masks, weights_digests))
+        pending = [spec for spec in specs if not is_finished(spec)]
+        for spec in pending:
+            # A recomputed prediction's cached Inception features belong to the old one.
+            feature_path(self.run_dir, spec.job.method, spec.job.case, spec.job.image_id).unlink(missing_ok=True)
         errors: list[dict[str, str]] = []
         errors_path = self.run_dir / "errors.csv"
+        columns = ["method", "case", "image_id", "error"]
+        bar = tqdm(total=len(pending), desc="inpainting", unit="job", disable=not self.progress)
 
         def record_error(spec: JobSpec, error: BaseException) -> None:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            if stops_run(error):
+                raise error
             errors.append({"method": spec.job.method, "case": spec.job.case, "image_id": spec.job.image_id,
-                           "error": f"{type(error).__name__}: {message}"})
-            write_table(errors_path, pd.DataFrame(errors))
+                           "error": f"{type(error).__name__}: {_first_line(error)}"})
+            write_table(errors_path, pd.DataFrame(errors, columns=columns))
 
-        bar = tqdm(total=len(pending), desc="inpainting", unit="job", disable=not self.progress)
-        parallel = [s for s in pending if self.config.workers > 1 and _is_cpu_method(s.job.method)]
-        serial = [s for s in pending if s not in parallel]
-        if parallel:
-            with ProcessPoolExecutor(max_workers=self.config.workers) as pool:
-                futures = {pool.submit(execute_job, spec): spec for spec in parallel}
-                for future in as_completed(futures):
-                    try:
-                        future.result()
-                    except Exception as error:  # one failed job must not stop the run
-                        record_error(futures[future], error)
-                    bar.update()
-        for spec in serial:
-            bar.set_postfix_str(f"{spec.job.method}/{spec.job.case}")
-            try:
-                execute_job(spec)
-            except Exception as error:  # one failed job must not stop the run
+        def finished(spec: JobSpec, future: Future) -> None:
+            error = future.exception()
+            if error is not None:
                 record_error(spec, error)
             bar.update()
-        bar.close()
-        write_table(errors_path, pd.DataFrame(errors, columns=["method", "case", "image_id", "error"]))
+
+        parallel = [s for s in pending if self.config.workers > 1 and _is_cpu_method(s.job.method)]
+        serial = [s for s in pending if s not in parallel]
+        try:
+            if parallel:
+                run_parallel(execute_job, parallel, self.config.workers, finished)
+            for spec in serial:
+                bar.set_postfix_str(f"{spec.job.method}/{spec.job.case}")
+                try:
+                    execute_job(spec)
+                except Exception as error:  # one failed job must not stop the run
+                    record_error(spec, error)
+                bar.update()
+        finally:
+            bar.close()
+        write_table(errors_path, pd.DataFrame(errors, columns=columns))
         if self.config.learned_metrics:
-            scoring = score_run(self.run_dir, [spec.record_path for spec in specs],
+            scoring = score_run(self.run_dir, [spec.record_path for spec in specs if is_finished(spec)],
                                 {image.image_id: image.image for image in images}, progress=self.progress)
         else:
             scoring = disabled_report()
         rows = collect_rows(self.run_dir, specs)
         write_table(self.run_dir / "rows.parquet", rows)
-        return RunOutcome(self.run_dir, rows, pd.DataFrame(errors, columns=["method", "case", "image_id", "error"]),
+        return RunOutcome(self.run_dir, rows, pd.DataFrame(errors, columns=columns),
                           skipped, computed_jobs=len(pending) - len(errors), cached_jobs=len(specs) - len(pending),
-                          images=images, scoring=scoring)
+                          images=images, scoring=scoring, methods=built)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _same_file(path: Path, source: str) -> bool:
+    try:
+        return os.path.samefile(path, source)
+    except (OSError, ValueError):
+        return False
 
 
 def _is_cpu_method(name: str) -> bool:
@@ -336,8 +521,9 @@ def collect_rows(run_dir: Path, specs: list[JobSpec]) -> pd.DataFrame:
     """The long result table (DESIGN.md, contract 4) from the records of finished jobs."""
     records = []
     for spec in specs:
-        if spec.record_path.exists():
+        if is_finished(spec):
             record = read_json(spec.record_path)
+            del record["job_key"]
             record["family"] = get_method_class(record["method"]).family.value
             records.append(record)
     rows = pd.DataFrame(records)

@@ -1,0 +1,131 @@
+"""The parallel phase stops on Ctrl-C within seconds, keeps finished jobs, and its workers die with the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_photos
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+JOBS = 8
+
+# A run of a slow traditional method (one second per image), so the parallel phase is in progress
+# when the test strikes.
+SLOW_RUN = """
+import sys
+import time
+
+import numpy as np
+
+from methods.base import Family, Inpainter
+from methods.registry import register_method
+
+
+@register_method
+class Slow(Inpainter):
+    name = "test-slow"
+    family = Family.TRADITIONAL
+
+    def inpaint(self, image, mask, *, seed=None):
+        time.sleep(1.0)
+        return np.full_like(image, 9)
+
+
+from bench.cli.app import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+
+
+def _live_members(group: int) -> list[int]:
+    """Processes of ``group`` that have not exited (zombies excluded)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _wait_until_gone(group: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _live_members(group):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    data = write_photos(tmp_path / "data", JOBS, (24, 24), prefix="p")
+    runs = tmp_path / "runs"
+    arguments = ["run", "--data", str(data), "--methods", "test-slow", "--cases", "large", "--workers", "2",
+                 "--runs-dir", str(runs), "--run-id", "slow", "--no-progress", "--no-learned-metrics"]
+    process = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *arguments], cwd=REPO_ROOT, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return process, runs / "slow"
+
+
+def _wait_for_records(run_dir: Path, process: subprocess.Popen, count: int) -> list[Path]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        records = list(run_dir.glob("pred/*/*/*.json"))
+        if len(records) >= count:
+            return records
+        time.sleep(0.05)
+    pytest.fail("the slow run finished or stalled before the test could interrupt it")
+
+
+@pytest.mark.parametrize("target", ["parent", "process group"])
+def test_ctrl_c_stops_the_parallel_phase_and_a_rerun_completes_it(tmp_path, target):
+    process, run_dir = _start(tmp_path)
+    _wait_for_records(run_dir, process, 2)
+    if target == "parent":
+        os.kill(process.pid, signal.SIGINT)
+    else:
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    try:
+        stdout, stderr = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the run did not stop within 10 s of Ctrl-C")
+    assert process.returncode == 130
+    assert "Traceback" not in stderr + stdout
+    assert stderr.strip() == "relama-bench: interrupted; finished work is kept and a rerun resumes it"
+    assert _wait_until_gone(process.pid, 10), "worker processes outlived the interrupted run"
+    finished = {path: path.stat().st_mtime_ns for path in run_dir.glob("pred/*/*/*.json")}
+    assert 2 <= len(finished) < JOBS
+    assert not list(run_dir.rglob("*.tmp")), "no partial files may remain"
+
+    rerun = subprocess.run([sys.executable, "-c", SLOW_RUN, *process.args[3:]], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(run_dir.glob("pred/*/*/*.json"))) == JOBS
+    assert all(path.stat().st_mtime_ns == stamp for path, stamp in finished.items()), "finished jobs were redone"
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    process, run_dir = _start(tmp_path)
+    _wait_for_records(run_dir, process, 1)
+    assert len(_live_members(process.pid)) >= 2, "the run should have started its workers"
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()
+    try:
+        assert _wait_until_gone(process.pid, 10), "workers outlived their killed parent"
+    finally:
+        for pid in _live_members(process.pid):
+            os.kill(pid, signal.SIGKILL)
