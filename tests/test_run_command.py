@@ -49,9 +49,14 @@ def test_run_end_to_end_writes_the_run_directory(tmp_path, capsys):
 
 def test_methods_missing_weights_are_skipped_with_reason(tmp_path, capsys):
     data = write_photos(tmp_path / "data", 1, (40, 56), prefix="p")
+    # Named in --methods, so the run that could not run it fails, after finishing the others.
     assert main(["run", "--data", str(data), "--methods", "telea,pluralistic", "--cases", "small",
-                 "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--no-learned-metrics"]) == 0
-    assert "skipped pluralistic: weights missing: pass --weights pluralistic=PATH" in capsys.readouterr().out
+                 "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--no-learned-metrics"]) == 1
+    captured = capsys.readouterr()
+    assert "skipped pluralistic: weights missing: pass --weights pluralistic=PATH" in captured.out
+    assert captured.err.strip() == ("relama-bench: error: method pluralistic could not run: weights missing: pass "
+                                    "--weights pluralistic=PATH (folder with the released latest_net_E.pth and "
+                                    "latest_net_G.pth)")
     report = (tmp_path / "runs" / "latest" / "report.md").read_text()
     assert "## Skipped methods" in report and "- pluralistic: weights missing" in report
 
@@ -78,7 +83,7 @@ def test_unwritable_output_directory(tmp_path, capsys):
     assert "cannot be written" in message and "--runs-dir" in message
 
 
-def test_labelme_pointing_outside_the_data_folder(tmp_path, capsys):
+def test_labelme_naming_another_image_is_refused(tmp_path, capsys):
     data = write_photos(tmp_path / "data", 1, (40, 56), prefix="p")
     masks = tmp_path / "masks"
     masks.mkdir()
@@ -86,7 +91,7 @@ def test_labelme_pointing_outside_the_data_folder(tmp_path, capsys):
                                                "imageWidth": 56, "shapes": []}))
     message = _error_of(capsys, ["run", "--data", str(data), "--masks", str(masks), "--methods", "telea",
                                  "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--no-learned-metrics"])
-    assert "outside the data folder" in message
+    assert "p0.json annotates 'secret.png' (its imagePath), not the image" in message
 
 
 def test_mask_of_wrong_size(tmp_path, capsys):

@@ -7,12 +7,16 @@ adds a parser whose ``func`` default takes the parsed arguments and returns an e
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import shlex
 import sys
 from typing import Sequence
 
+from PIL import Image
+
 from bench.errors import UserError
+from bench.metrics.backbones import WeightsUnavailable
 from methods.base import MethodUnavailable
 from methods.checkpoint import CheckpointError
 
@@ -40,6 +44,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_KEPT = "finished work is kept and a rerun resumes it"
+#: What to do about a failed file operation, by errno.
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: f"free disk space or pass --runs-dir on another disk; {_KEPT}",
+    errno.EDQUOT: f"free space within your quota or pass --runs-dir on another disk; {_KEPT}",
+    errno.EROFS: "pass --runs-dir pointing to a writable folder",
+    errno.EACCES: "check its permissions, or pass --runs-dir pointing to a writable folder",
+    errno.ENAMETOOLONG: "use a shorter file or folder name",
+    errno.EISDIR: "pass a file there, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
+    errno.ENOENT: "check the path",
+}
+
+
+def error_sentence(error: BaseException) -> str:
+    """One sentence for an error the user can act on: what failed, where, and the fix."""
+    if isinstance(error, OSError):
+        where = " -> ".join(str(name) for name in (error.filename, error.filename2) if name)
+        what = (error.strerror or str(error)).rstrip(".")
+        fix = _OS_ERROR_FIXES.get(error.errno, "check the file and try again")
+        return f"{where}: {what}: {fix}" if where else f"{what}: {fix}"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"an image is too large to decode safely ({error}): shrink or remove it"
+    if isinstance(error, MemoryError):
+        return f"out of memory: pass a smaller --size or --max-side, fewer --workers or fewer images; {_KEPT}"
+    return str(error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -48,8 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = "relama-bench " + " ".join(shlex.quote(argument) for argument in arguments)
     try:
         return int(args.func(args) or 0)
-    except (UserError, MethodUnavailable, CheckpointError) as error:
-        print(f"relama-bench: error: {error}", file=sys.stderr)
+    except (UserError, MethodUnavailable, CheckpointError, WeightsUnavailable, OSError,
+            Image.DecompressionBombError, MemoryError) as error:
+        print(f"relama-bench: error: {error_sentence(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("relama-bench: interrupted; finished work is kept and a rerun resumes it", file=sys.stderr)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import sys
 import time
+import types
+import typing
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,15 +16,21 @@ from typing import Any
 
 import tomli_w
 
-from bench.run.config import RunConfig, machine_description, package_versions
-from bench.run.data import DEFAULT_DATA_NAME, DEFAULT_MAX_SIDE
+from bench.run.config import LATEST_LINK, RunConfig, check_run_id, machine_description, package_versions
+from bench.run.data import DEFAULT_DATA_NAME, DEFAULT_MAX_SIDE, LARGEST_SIDE, SMALLEST_SIDE
 from bench.errors import UserError
 from bench.run.rundir import write_json, write_text
 from bench.report.build import build_report
-from bench.run.runner import USER_CASE, Runner, default_worker_count, method_instance
+from bench.run.runner import USER_CASE, Runner, default_worker_count
 from bench.cli.options import parse_weights_options
 from masks.cases import CASES
 from methods.registry import get_method_class, list_methods
+
+#: Bounds of the numeric options, checked before anything is allocated.
+MAX_SAMPLES = 100
+MAX_SEED = 2**32 - 1
+MAX_FIGURE_ROWS = 64
+MAX_WORKERS = 256
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -71,8 +80,20 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=report_command)
 
 
-def _split(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
+def _split(value: str, option: str) -> list[str]:
+    """A comma-separated list, duplicates dropped (keeping the first) with a note on the console."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    unique = list(dict.fromkeys(items))
+    for item in unique:
+        if items.count(item) > 1:
+            print(f"relama-bench: note: {option} lists {item!r} {items.count(item)} times; it is used once",
+                  file=sys.stderr)
+    return unique
+
+
+def _check_range(option: str, value: int | None, low: int, high: int, meaning: str) -> None:
+    if value is not None and not low <= value <= high:
+        raise UserError(f"{option} {value} is out of range: pass {meaning} from {low} to {high}")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -80,7 +101,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.methods is None:
         methods = [name for name in known_methods if get_method_class(name).in_default_run]
     else:
-        methods = _split(args.methods)
+        methods = _split(args.methods, "--methods")
+        if not methods:
+            raise UserError(f"--methods {args.methods!r} names no method: pass names from `relama-bench list`")
         unknown = [name for name in methods if name not in known_methods]
         if unknown:
             raise UserError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known_methods)}")
@@ -89,23 +112,30 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise UserError(f"mask folder {args.masks} does not exist: pass --masks DIR with one mask per image")
         cases = [USER_CASE]
     else:
-        cases = _split(args.cases)
+        cases = _split(args.cases, "--cases")
         unknown = [case for case in cases if case not in CASES]
         if unknown or not cases:
             raise UserError(f"unknown mask case {(unknown or [''])[0]!r}; known cases: {', '.join(CASES)}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit} selects no image: pass a positive number or leave it out")
-    if args.samples < 1:
-        raise UserError(f"--samples {args.samples} draws nothing: pass 1 or more")
-    if args.size is not None and args.size < 16:
-        raise UserError(f"--size {args.size} is too small: pass at least 16")
+    _check_range("--samples", args.samples, 1, MAX_SAMPLES, "a number of completions")
+    _check_range("--size", args.size, SMALLEST_SIDE, LARGEST_SIDE, "a side in pixels")
+    _check_range("--max-side", args.max_side, SMALLEST_SIDE, LARGEST_SIDE, "a side in pixels")
+    _check_range("--mask-threshold", args.mask_threshold, 0, 254, "a grey level (holes are greys above it)")
+    _check_range("--seed", args.seed, 0, MAX_SEED, "a seed")
+    _check_range("--figure-rows", args.figure_rows, 1, MAX_FIGURE_ROWS, "a number of images")
+    _check_range("--workers", args.workers, 1, MAX_WORKERS, "a number of processes")
+    if args.reference is not None and args.reference not in methods:
+        raise UserError(f"--reference {args.reference!r} is not a method of this run: pass one of {', '.join(methods)}")
+    if args.run_id is not None:
+        check_run_id(args.run_id)
     weights = {name: str(path) for name, path in parse_weights_options(args.weights).items()}
     return RunConfig(
         methods=methods, cases=cases, data=str(args.data) if args.data else None,
         masks=str(args.masks) if args.masks else None, mask_invert=args.mask_invert,
         mask_threshold=args.mask_threshold, limit=args.limit, size=args.size, max_side=args.max_side,
         seed=args.seed, weights=weights, learned_metrics=not args.no_learned_metrics, samples=args.samples,
-        options=parse_method_options(args.option, methods), workers=max(1, args.workers), figure_rows=args.figure_rows,
+        options=parse_method_options(args.option, methods), workers=args.workers, figure_rows=args.figure_rows,
         runs_root=str(args.runs_dir), run_id=args.run_id,
     )
 
@@ -124,9 +154,41 @@ def _option_value(text: str) -> Any:
     return text
 
 
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", type(None): "none"}
+
+
+def _accepted(annotation: Any) -> list[Any]:
+    """The plain types an option's annotation accepts (``Path`` and other classes built from text count as str)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [kind for arg in typing.get_args(annotation) for kind in _accepted(arg)]
+    return [annotation if annotation in _TYPE_WORDS else str]
+
+
+def _typed(value: Any, annotation: Any) -> Any | None:
+    """``value`` as the annotation's type (an int where a float is declared becomes a float), or None."""
+    for kind in _accepted(annotation):
+        if kind is type(None) and value is None:
+            return value
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    return None
+
+
 def parse_method_options(values: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
-    """``METHOD.KEY=VALUE`` strings to ``{method: {key: value}}``; numbers and true/false/none are typed."""
+    """``METHOD.KEY=VALUE`` strings to ``{method: {key: value}}``.
+
+    Values are typed (numbers, true/false, none, else text) and checked against the type the adapter
+    declares for the option in its constructor's signature; an option given twice with different
+    values is refused. Ranges are the adapter's to check, when the runner builds it before its jobs.
+    """
     options: dict[str, dict[str, Any]] = {}
+    given: dict[tuple[str, str], str] = {}
     for value in values:
         target, sep, raw = value.partition("=")
         method, dot, key = target.partition(".")
@@ -135,15 +197,29 @@ def parse_method_options(values: list[str], methods: list[str]) -> dict[str, dic
         if method not in methods:
             raise UserError(f"--option {value!r} names method {method!r}, which this run does not include: "
                             f"add it to --methods")
-        options.setdefault(method, {})[key] = _option_value(raw)
-    for method, method_options in options.items():
-        signature = inspect.signature(get_method_class(method).__init__)
-        accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-        unknown = [key for key in method_options if key not in signature.parameters and not accepts_any]
-        if unknown:
-            known = [name for name in signature.parameters if name not in ("self", "weights")]
-            raise UserError(f"method {method!r} has no option {unknown[0]!r}; its options: {', '.join(known) or 'none'}")
+        if given.get((method, key), raw) != raw:
+            raise UserError(f"--option {method}.{key} is given twice ({given[(method, key)]!r} and {raw!r}): "
+                            "keep one")
+        given[(method, key)] = raw
+        declared = _declared_options(method)
+        if key not in declared:
+            raise UserError(f"method {method!r} has no option {key!r}; its options: {', '.join(declared) or 'none'}")
+        typed = _typed(_option_value(raw), declared[key])
+        if typed is None and _option_value(raw) is not None:
+            kinds = " or ".join(dict.fromkeys(_TYPE_WORDS[kind] for kind in _accepted(declared[key])))
+            raise UserError(f"--option {method}.{key}={raw} is not {kinds}: pass {kinds}")
+        options.setdefault(method, {})[key] = typed
     return options
+
+
+def _declared_options(method: str) -> dict[str, Any]:
+    """Option name to annotation, from the adapter constructor's signature (``weights`` excluded)."""
+    init = get_method_class(method).__init__
+    hints = typing.get_type_hints(init)
+    parameters = inspect.signature(init).parameters
+    return {name: hints.get(name, Any) for name, parameter in parameters.items()
+            if name not in ("self", "weights") and parameter.kind in (parameter.KEYWORD_ONLY,
+                                                                      parameter.POSITIONAL_OR_KEYWORD)}
 
 
 def size_policy_text(config: RunConfig) -> str:
@@ -170,7 +246,7 @@ def write_run_files(config: RunConfig, outcome, started: float, command: str) ->
     for name in methods_run:
         cls = get_method_class(name)
         try:
-            details = method_instance(name, config.weights.get(name), config.options.get(name, {})).describe()
+            details = outcome.methods[name].describe()
         except Exception:  # describing is best effort; failures already show in errors.csv
             details = {}
         method_facts.append({"name": name, "family": cls.family.value, "resolution": cls.resolution.describe(),
@@ -197,16 +273,42 @@ def write_run_files(config: RunConfig, outcome, started: float, command: str) ->
     write_json(run_dir / "run.json", meta)
 
 
+def _check_latest(runs_root: Path) -> Path:
+    """The ``latest`` link of the runs folder; refused up front when something else has its name."""
+    latest = runs_root / LATEST_LINK
+    if (latest.exists() or latest.is_symlink()) and not latest.is_symlink():
+        kind = "a folder" if latest.is_dir() else "a file"
+        raise UserError(f"{latest} is {kind}, not the link to the newest run that relama-bench keeps there: "
+                        "move it away or pass another --runs-dir")
+    return latest
+
+
 def _point_latest(run_dir: Path) -> None:
-    latest = run_dir.parent / "latest"
+    latest = _check_latest(run_dir.parent)
     temporary = run_dir.parent / f".latest-{os.getpid()}"
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(run_dir.name, target_is_directory=True)
     os.replace(temporary, latest)
 
 
+def run_problems(config: RunConfig, outcome, named: bool) -> list[str]:
+    """Why the run did not do what was asked: a method named in ``--methods`` that could not run, or a
+    method whose every job failed. A method of the default run skipped for missing weights is no problem."""
+    problems = []
+    for name in config.methods:
+        if name in outcome.skipped and named:
+            problems.append(f"method {name} could not run: {outcome.skipped[name]}")
+        elif name in outcome.methods and not (outcome.rows["method"] == name).any():
+            failures = outcome.errors[outcome.errors["method"] == name]
+            if not failures.empty:
+                problems.append(f"every job of method {name} failed (first: {failures['error'].iloc[0]}); "
+                                f"see {outcome.run_dir / 'errors.csv'}")
+    return problems
+
+
 def run_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    _check_latest(Path(config.runs_root))
     started = time.time()
     runner = Runner(config, progress=not args.no_progress)
     outcome = runner.run()
@@ -224,7 +326,10 @@ def run_command(args: argparse.Namespace) -> int:
     if not outcome.errors.empty:
         print(f"\n{len(outcome.errors)} job(s) failed; see {outcome.run_dir / 'errors.csv'}")
     print(f"\nreport: {outcome.run_dir / 'report.md'} and {outcome.run_dir / 'report.html'}")
-    return 0
+    problems = run_problems(config, outcome, named=args.methods is not None)
+    for problem in problems:
+        print(f"relama-bench: error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -12,9 +12,23 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from bench.errors import UserError
+
 #: Fields that do not change inference results, left out of the run id so a rerun with another
 #: worker count or figure size, or with learned metrics turned on, resumes the same run.
 _NOT_IN_RUN_ID = {"workers", "figure_rows", "runs_root", "run_id", "learned_metrics"}
+#: The link to the newest run inside the runs folder; no run may take its name.
+LATEST_LINK = "latest"
+RUN_ID_MAX_CHARS = 100
+
+
+def check_run_id(run_id: str) -> None:
+    """Raise `UserError` unless ``run_id`` names one folder directly inside the runs folder."""
+    plain = (0 < len(run_id) <= RUN_ID_MAX_CHARS and not run_id.startswith(".") and run_id.isprintable()
+             and "/" not in run_id and "\\" not in run_id and run_id != LATEST_LINK)
+    if not plain:
+        raise UserError(f"--run-id {run_id!r} is not a plain folder name: use at most {RUN_ID_MAX_CHARS} printable "
+                        f"characters without '/' or '\\', not starting with '.', and not {LATEST_LINK!r}")
 
 
 @dataclass
@@ -56,6 +70,9 @@ class RunConfig:
         return self.run_id or f"run-{self.fingerprint()}"
 
     def run_dir(self) -> Path:
+        """``<runs_root>/<run id>``; a user-chosen run id must be a plain folder name (`check_run_id`)."""
+        if self.run_id is not None:
+            check_run_id(self.run_id)
         return Path(self.runs_root) / self.resolved_run_id()
 
 

@@ -26,6 +26,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from bench.errors import UserError
 
 DEFAULT_MAX_SIDE = 512
+#: Bounds of ``size`` and ``max_side``: smaller images defeat the metrics, larger ones exhaust memory.
+SMALLEST_SIDE = 16
+LARGEST_SIDE = 4096
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 
