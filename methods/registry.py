@@ -133,6 +133,8 @@ def create_method(name: str, weights: Path | str | None = None, **options: Any) 
     reason = cls.unavailable_reason(weights_path)
     if reason is not None:
         raise MethodUnavailable(f"{name}: {reason}")
-    if cls.weights_needed:
+    # Methods with optional weights (the shipped models) take another file too; dropping it would
+    # silently run the default weights under the name of the given ones.
+    if cls.weights_needed or weights_path is not None:
         return cls(weights=weights_path, **options)
     return cls(**options)

@@ -152,3 +152,216 @@ def test_shipped_models_run_by_default_with_their_domain_next_to_their_rows(tmp_
     assert {"lama-celebahq64", "relama-cbam-celebahq64", "telea"} <= set(rows["method"])
     report = (tmp_path / "runs" / "latest" / "report.md").read_text()
     assert "| lama-celebahq64 (trained on CelebA-HQ faces 64x64)" in report
+
+
+def _tiny_run(tmp_path, *argv, images=1):
+    data = tmp_path / "data"
+    if not data.exists():
+        write_photos(data, images, (40, 56), prefix="p")
+    return ["run", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--no-progress",
+            "--no-learned-metrics", *argv]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--methods", ","], "--methods ',' names no method"),
+    (["--mask-threshold", "300"], "--mask-threshold 300 is out of range: pass a grey level"),
+    (["--seed", "-1"], "--seed -1 is out of range"),
+    (["--figure-rows", "0"], "--figure-rows 0 is out of range"),
+    (["--size", "99999"], "--size 99999 is out of range: pass a side in pixels from 16 to 4096"),
+    (["--size", "8000"], "--size 8000 is out of range"),
+    (["--max-side", "0"], "--max-side 0 is out of range"),
+    (["--samples", "100000"], "--samples 100000 is out of range"),
+    (["--workers", "0"], "--workers 0 is out of range"),
+    (["--run-id", "."], "--run-id '.' is not a plain folder name"),
+    (["--run-id", ".."], "--run-id '..' is not a plain folder name"),
+    (["--run-id", "/tmp/relama-escape"], "--run-id '/tmp/relama-escape' is not a plain folder name"),
+    (["--run-id", "latest"], "--run-id 'latest' is not a plain folder name"),
+    (["--reference", "foo"], "--reference 'foo' is not a method of this run: pass one of telea"),
+    (["--option", "telea.radius=abc"], "--option telea.radius=abc is not a number: pass a number"),
+    (["--option", "telea.radius=3", "--option", "telea.radius=4"], "--option telea.radius is given twice"),
+    (["--option", "telea.radius=-3"], "--option telea.radius=-3.0 is refused by method 'telea' (inpaint radius "
+                                      "must be positive, got -3.0)"),
+    (["--weights", "lama=a.ckpt", "--weights", "lama=b.ckpt"], "--weights gives lama two files (a.ckpt and b.ckpt)"),
+])
+def test_bad_run_options_end_in_one_sentence_naming_the_option(tmp_path, capsys, argv, expected):
+    message = _error_of(capsys, _tiny_run(tmp_path, "--methods", "telea", "--cases", "small", *argv))
+    assert expected in message
+    assert not list((tmp_path / "runs").glob("*/pred/*/*/*.json")), "no job may run with a bad option"
+    assert not Path("/tmp/relama-escape").exists()
+
+
+def test_duplicates_in_lists_are_dropped_with_a_note(tmp_path, capsys):
+    argv = _tiny_run(tmp_path, "--methods", "telea,ns,telea", "--cases", "large,small,large", images=2)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "--methods lists 'telea' 2 times; it is used once" in err
+    assert "--cases lists 'large' 2 times; it is used once" in err
+    rows = pd.read_parquet(tmp_path / "runs" / "latest" / "rows.parquet")
+    assert len(rows) == 2 * 2 * 2 and not rows.duplicated(["method", "case", "image_id"]).any()
+    assert list(dict.fromkeys(rows["method"])) == ["telea", "ns"]
+
+
+def test_max_side_applies_to_images_and_user_masks_alike(tmp_path, capsys):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    hole = np.zeros((40, 56), np.uint8)
+    hole[10:30, 10:30] = 255
+    Image.fromarray(hole).save(masks / "p0.png")
+    assert main(_tiny_run(tmp_path, "--methods", "telea", "--masks", str(masks), "--max-side", "28")) == 0
+    run_dir = (tmp_path / "runs" / "latest").resolve()
+    assert np.asarray(Image.open(run_dir / "images" / "p0.png")).shape == (20, 28, 3)
+    rows = pd.read_parquet(run_dir / "rows.parquet")
+    assert len(rows) == 1 and rows.loc[0, "width"] == 28
+    assert "long side capped at 28" in (run_dir / "report.md").read_text()
+
+
+def test_a_run_where_no_mask_has_a_hole_is_refused(tmp_path, capsys):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.full((40, 56), 100, np.uint8)).save(masks / "p0.png")
+    message = _error_of(capsys, _tiny_run(tmp_path, "--methods", "telea", "--masks", str(masks),
+                                          "--mask-threshold", "200"))
+    assert f"no mask in {masks} has a hole (grey values above 200)" in message
+
+
+def test_an_existing_latest_folder_is_refused_before_the_run(tmp_path, capsys):
+    (tmp_path / "runs" / "latest").mkdir(parents=True)
+    message = _error_of(capsys, _tiny_run(tmp_path, "--methods", "telea", "--cases", "small"))
+    assert f"{tmp_path / 'runs' / 'latest'} is a folder, not the link" in message
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["latest"]
+
+
+def _bad_weights(kind: str, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "missing":
+        return folder / "nothing.safetensors"
+    if kind == "folder":
+        return folder
+    path = folder / ("w.pt" if kind == "random bytes" else "w.safetensors")
+    path.write_bytes(os.urandom(300) if kind == "random bytes" else b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "random bytes", "truncated safetensors"])
+def test_bad_weights_skip_their_method_and_fail_a_run_that_named_it(tmp_path, capsys, kind):
+    weights = _bad_weights(kind, tmp_path / "weights")
+    argv = _tiny_run(tmp_path, "--methods", "telea,lama-celebahq64", "--cases", "small",
+                     "--weights", f"lama-celebahq64={weights}", images=2)
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith("relama-bench: error: method lama-celebahq64 could not run: ") and str(weights) in line
+    rows = pd.read_parquet(tmp_path / "runs" / "latest" / "rows.parquet")
+    assert set(rows["method"]) == {"telea"} and len(rows) == 2, "the other method's work is kept"
+    assert pd.read_csv(tmp_path / "runs" / "latest" / "errors.csv").empty, "the method's jobs are skipped, not failed"
+
+
+class _CountedLoadFailure:
+    loads = 0
+
+
+def test_a_method_that_fails_to_load_is_loaded_once(tmp_path, capsys, monkeypatch):
+    from methods import registry
+    from methods.base import Family, Inpainter
+    from methods.checkpoint import CheckpointError
+
+    class Unloadable(Inpainter):
+        name = "test-unloadable"
+        family = Family.CNN
+
+        def __init__(self) -> None:
+            _CountedLoadFailure.loads += 1
+            raise CheckpointError("checkpoint x.pt cannot be read safely (bad magic)")
+
+        def inpaint(self, image, mask, *, seed=None):
+            raise AssertionError("never called")
+
+    monkeypatch.setitem(registry._REGISTRY, Unloadable.name, Unloadable)
+    _CountedLoadFailure.loads = 0
+    assert main(_tiny_run(tmp_path, "--methods", "telea,test-unloadable", "--cases", "small,large", images=3)) == 1
+    assert _CountedLoadFailure.loads == 1
+    assert "test-unloadable could not run: could not be loaded (checkpoint x.pt cannot be read safely (bad magic))" \
+        in capsys.readouterr().err
+
+
+def test_a_method_whose_every_job_fails_fails_the_run(tmp_path, capsys, monkeypatch):
+    from methods import registry
+    from methods.base import Family, Inpainter
+
+    class Broken(Inpainter):
+        name = "test-broken"
+        family = Family.CNN
+
+        def inpaint(self, image, mask, *, seed=None):
+            raise RuntimeError("kaput")
+
+    monkeypatch.setitem(registry._REGISTRY, Broken.name, Broken)
+    assert main(_tiny_run(tmp_path, "--methods", "telea,test-broken", "--cases", "small", images=2)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("relama-bench: error: every job of method test-broken failed (first: RuntimeError: kaput)")
+    assert len(pd.read_parquet(tmp_path / "runs" / "latest" / "rows.parquet")) == 2
+
+
+def test_a_full_disk_stops_the_run_at_the_first_failed_write_keeping_finished_jobs(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from bench.run import runner
+
+    real_execute, calls = runner.execute_job, []
+
+    def execute_until_the_disk_fills(spec):
+        calls.append(spec.job)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(spec.record_path))
+        return real_execute(spec)
+
+    monkeypatch.setattr(runner, "execute_job", execute_until_the_disk_fills)
+    message = _error_of(capsys, _tiny_run(tmp_path, "--methods", "telea,ns", "--cases", "small", "--workers", "1",
+                                          images=3))
+    assert "No space left on device: free disk space or pass --runs-dir on another disk" in message
+    assert "telea/small/p2.json" in message.replace(os.sep, "/")
+    assert len(calls) == 3, "the run stops at the first full-disk error"
+    assert len(list((tmp_path / "runs").glob("*/pred/*/*/*.json"))) == 2
+
+    monkeypatch.setattr(runner, "execute_job", real_execute)
+    assert main(_tiny_run(tmp_path, "--methods", "telea,ns", "--cases", "small", "--workers", "1")) == 0
+    assert len(pd.read_parquet(tmp_path / "runs" / "latest" / "rows.parquet")) == 6
+
+
+@pytest.mark.parametrize("error, expected", [
+    (OSError(28, "No space left on device", "/runs/r/x.png"), "/runs/r/x.png: No space left on device: free disk"),
+    (OSError(36, "File name too long", "/runs/r/" + "n" * 300), "File name too long: use a shorter file or folder"),
+    (OSError(30, "Read-only file system", "/runs/r"), "/runs/r: Read-only file system: pass --runs-dir"),
+    (IsADirectoryError(21, "Is a directory", "/runs/r/rows.parquet"), "/runs/r/rows.parquet: Is a directory"),
+    (Image.DecompressionBombError("Image size (400000000 pixels) exceeds limit"), "too large to decode safely"),
+    (MemoryError(), "out of memory: pass a smaller --size"),
+])
+def test_system_errors_end_in_one_sentence(tmp_path, capsys, monkeypatch, error, expected):
+    from bench.cli import run as run_cli
+
+    def fail(self):
+        raise error
+
+    monkeypatch.setattr(run_cli.Runner, "run", fail)
+    message = _error_of(capsys, _tiny_run(tmp_path, "--methods", "telea", "--cases", "small"))
+    assert expected in message
+
+
+def test_weights_integrity_error_ends_in_one_sentence(tmp_path, capsys, monkeypatch):
+    from bench.cli import run as run_cli
+    from bench.metrics.backbones import WeightsIntegrityError
+
+    def fail(self):
+        raise WeightsIntegrityError("big-lama.ckpt has sha256 0123, expected 4567: download it again")
+
+    monkeypatch.setattr(run_cli.Runner, "run", fail)
+    message = _error_of(capsys, _tiny_run(tmp_path, "--methods", "telea", "--cases", "small"))
+    assert "big-lama.ckpt has sha256 0123" in message
+
+
+def test_report_with_an_unknown_reference_is_one_sentence(tmp_path, capsys):
+    assert main(_tiny_run(tmp_path, "--methods", "telea,ns", "--cases", "small")) == 0
+    capsys.readouterr()
+    message = _error_of(capsys, ["report", str(tmp_path / "runs" / "latest"), "--reference", "foo"])
+    assert "--reference 'foo' has no results in this run: pass one of telea, ns" in message

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench.errors import UserError
 from bench.metrics.pixel import HIGHER_IS_BETTER
 
 CONFIDENCE = 0.95
@@ -85,7 +86,16 @@ def timing_summary(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def choose_reference(methods: list[str], preferred: str | None = None) -> str | None:
-    """The reference for paired comparisons: ``preferred`` if present, else LaMa, else Telea."""
+    """The reference for paired comparisons: ``preferred``, else LaMa, else Telea, else the first method.
+
+    Raises
+    ------
+    UserError
+        ``preferred`` is given but has no rows among ``methods``.
+    """
+    if preferred is not None and preferred not in methods:
+        raise UserError(f"--reference {preferred!r} has no results in this run: pass one of "
+                        f"{', '.join(methods) or 'its methods'}")
     for candidate in (preferred, "lama", "telea"):
         if candidate and candidate in methods:
             return candidate

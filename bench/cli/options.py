@@ -10,7 +10,11 @@ from methods.registry import list_methods
 
 
 def parse_weights_options(values: Iterable[str]) -> dict[str, Path]:
-    """Map method name to weights path from ``METHOD=PATH`` strings; unknown names are refused."""
+    """Map method name to weights path from ``METHOD=PATH`` strings.
+
+    Unknown names are refused, and so is a method given two different paths; the same pair given
+    twice counts once.
+    """
     weights: dict[str, Path] = {}
     known = list_methods()
     for value in values:
@@ -19,5 +23,8 @@ def parse_weights_options(values: Iterable[str]) -> dict[str, Path]:
             raise UserError(f"--weights {value!r} is not METHOD=PATH, e.g. --weights lama=big-lama/models/best.ckpt")
         if name not in known:
             raise UserError(f"--weights names unknown method {name!r}; known methods: {', '.join(known)}")
-        weights[name] = Path(path).expanduser()
+        chosen = Path(path).expanduser()
+        if weights.get(name, chosen) != chosen:
+            raise UserError(f"--weights gives {name} two files ({weights[name]} and {chosen}): keep one")
+        weights[name] = chosen
     return weights

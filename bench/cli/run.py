@@ -130,6 +130,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.run_id is not None:
         check_run_id(args.run_id)
     weights = {name: str(path) for name, path in parse_weights_options(args.weights).items()}
+    for name in weights:
+        if name not in methods:
+            raise UserError(f"--weights names {name}, which this run does not include: add it to --methods")
+        if "weights" not in inspect.signature(get_method_class(name).__init__).parameters:
+            raise UserError(f"--weights gives {name} a file, but {name} uses no weights: drop that --weights")
     return RunConfig(
         methods=methods, cases=cases, data=str(args.data) if args.data else None,
         masks=str(args.masks) if args.masks else None, mask_invert=args.mask_invert,
