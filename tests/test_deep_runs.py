@@ -62,6 +62,9 @@ def test_wrong_checkpoint_is_one_sentence(tmp_path, checkpoints, capsys):
     data = write_photos(tmp_path / "data", 1, (48, 72), prefix="d")
     assert main(["run", "--data", str(data), "--methods", "lama", "--cases", "small",
                  "--weights", f"lama={checkpoints['context-encoder']}", "--runs-dir", str(tmp_path / "runs"),
-                 "--no-progress", "--no-learned-metrics"]) == 0
-    errors = pd.read_csv((tmp_path / "runs" / "latest" / "errors.csv"))
-    assert len(errors) == 1 and "replica_netG_streetview_small.pth" in errors["error"][0]
+                 "--no-progress", "--no-learned-metrics"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("relama-bench: error: method lama could not run: could not be loaded (checkpoint ")
+    assert "replica_netG_streetview_small.pth" in line
+    # Loaded once, before its jobs: the method is skipped, not failed job by job.
+    assert pd.read_csv((tmp_path / "runs" / "latest" / "errors.csv")).empty

@@ -135,3 +135,56 @@ def test_user_mask_problems_name_the_file(tmp_path, bad):
                        runs_root=str(tmp_path / "runs"), learned_metrics=False)
     with pytest.raises(UserError, match=expected):
         Runner(config, progress=False).run()
+
+
+def _labelme(path, image_path, box=(10, 4, 30, 20), size=(24, 40)):
+    import json
+
+    x0, y0, x1, y1 = box
+    path.write_text(json.dumps({"imagePath": image_path, "imageHeight": size[0], "imageWidth": size[1],
+                                "shapes": [{"shape_type": "rectangle", "points": [[x0, y0], [x1, y1]]}]}))
+
+
+def _user_run(tmp_path, data, masks):
+    return RunConfig(methods=["telea"], cases=["user"], data=str(data), masks=str(masks),
+                     runs_root=str(tmp_path / "runs"), learned_metrics=False)
+
+
+def test_labelme_beside_its_images_is_read_as_the_mask(tmp_path):
+    data = write_photos(tmp_path / "data", 1, (24, 40), prefix="img")
+    _labelme(data / "img0.json", "img0.png")
+    outcome = Runner(_user_run(tmp_path, data, data), progress=False).run()
+    expected = 21 * 17 / (24 * 40)  # the rectangle, corners included
+    assert outcome.rows.loc[0, "hole_fraction"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("image_path", ["img0.png", "../data/img0.png", "..\\data\\img0.png"])
+def test_labelme_in_a_mask_folder_accepts_an_image_path_naming_its_image(tmp_path, image_path):
+    data = write_photos(tmp_path / "data", 1, (24, 40), prefix="img")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    _labelme(masks / "img0.json", image_path)
+    outcome = Runner(_user_run(tmp_path, data, masks), progress=False).run()
+    assert len(outcome.rows) == 1 and outcome.rows.loc[0, "hole_fraction"] > 0
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ("png and json in a mask folder", "holds both img0.png and img0.json for image"),
+    ("image as its own mask", "is the image itself (--masks names the data folder)"),
+    ("json naming another image", "annotates 'img1.png' (its imagePath), not the image"),
+])
+def test_ambiguous_user_masks_stop_with_one_sentence(tmp_path, layout, expected):
+    from bench.errors import UserError
+
+    data = write_photos(tmp_path / "data", 1, (24, 40), prefix="img")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    if layout == "png and json in a mask folder":
+        Image.fromarray(np.full((24, 40), 255, np.uint8)).save(masks / "img0.png")
+        _labelme(masks / "img0.json", "img0.png")
+    elif layout == "image as its own mask":
+        masks = data
+    else:
+        _labelme(masks / "img0.json", "img1.png")
+    with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        Runner(_user_run(tmp_path, data, masks), progress=False).run()
