@@ -380,17 +380,18 @@ class Runner:
     def _specs(self, methods: list[str], images: list[BenchImage], image_digests: dict[str, str],
                masks: dict[str, dict[str, np.ndarray]], weights_digests: dict[str, str | None]) -> Iterator[JobSpec]:
         software = dict(software_versions())
+        mask_digests = {case: {image_id: array_digest(mask) for image_id, mask in case_masks.items()}
+                        for case, case_masks in masks.items()}
         for method in methods:
             family = get_method_class(method).family
             options = self.config.options.get(method, {})
             for case in self.config.cases:
-                mask_digests = {image_id: array_digest(mask) for image_id, mask in masks[case].items()}
                 for bench_image in images:
                     job = Job(method, case, bench_image.image_id)
                     seed = job_seed(self.config.seed, case, bench_image.image_id)
                     identity = JobIdentity(
                         method=method, case=case, image_id=bench_image.image_id,
-                        image=image_digests[bench_image.image_id], mask=mask_digests[bench_image.image_id],
+                        image=image_digests[bench_image.image_id], mask=mask_digests[case][bench_image.image_id],
                         weights=weights_digests[method], device=device_kind(family), seed=seed,
                         samples=self.config.samples, options=options, software=software,
                     )
