@@ -365,3 +365,12 @@ def test_report_with_an_unknown_reference_is_one_sentence(tmp_path, capsys):
     capsys.readouterr()
     message = _error_of(capsys, ["report", str(tmp_path / "runs" / "latest"), "--reference", "foo"])
     assert "--reference 'foo' has no results in this run: pass one of telea, ns" in message
+
+
+def test_comma_lists_of_every_command_drop_repeats_in_order(capsys):
+    from bench.cli.options import comma_list
+
+    assert comma_list(" b,a, b,,c,a ", "--methods") == ["b", "a", "c"]
+    notes = capsys.readouterr().err.splitlines()
+    assert notes == ["relama-bench: note: --methods lists 'b' 2 times; it is used once",
+                     "relama-bench: note: --methods lists 'a' 2 times; it is used once"]

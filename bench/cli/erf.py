@@ -12,7 +12,7 @@ import numpy as np
 from bench.studies import erf
 from bench.errors import UserError
 from bench.report.document import Section, write_reports
-from bench.cli.options import parse_weights_options
+from bench.cli.options import comma_list, parse_weights_options
 from masks.cases import CASES
 
 
@@ -55,7 +55,7 @@ def arguments_hash(args: argparse.Namespace) -> str:
 def parse_layers(value: str) -> list[int | None]:
     """``"2,5,output"`` -> ``[2, 5, None]``."""
     layers: list[int | None] = []
-    for item in _split(value):
+    for item in comma_list(value, "--layer"):
         if item == "output":
             layers.append(None)
         elif item.isdigit():
@@ -87,14 +87,14 @@ def validate(args: argparse.Namespace) -> None:
         raise UserError(f"--images {args.images} selects no input: pass a positive number")
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size} must be positive")
-    unknown = [case for case in _split(args.cases) if case not in CASES]
+    unknown = [case for case in comma_list(args.cases, "--cases") if case not in CASES]
     if unknown:
         raise UserError(f"unknown mask case {unknown[0]!r}: choose from {', '.join(CASES)}")
 
 
 def erf_command(args: argparse.Namespace) -> int:
     validate(args)
-    methods = _split(args.methods)
+    methods = comma_list(args.methods, "--methods")
     if not methods:
         raise UserError("--methods names no method: pass e.g. --methods lama,relama-cbam")
     layers = parse_layers(args.layer)
@@ -108,7 +108,7 @@ def erf_command(args: argparse.Namespace) -> int:
                                                    seed=args.seed, device=args.device)]
     out_name = args.out or f"erf-{arguments_hash(args)}"
     out_dir = Path(args.runs_dir) / out_name
-    cases = _split(args.cases)
+    cases = list(dict.fromkeys(_split(args.cases)))
     sets = erf.input_sets(args.size, args.images, cases, seed=args.seed, data=args.data)
     started = time.perf_counter()
     results = []

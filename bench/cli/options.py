@@ -1,12 +1,25 @@
-"""Parsing of ``--weights METHOD=PATH`` options."""
+"""Parsing of options shared by several commands: comma-separated lists and ``--weights METHOD=PATH``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Iterable
 
 from bench.errors import UserError
 from methods.registry import list_methods
+
+
+def comma_list(value: str, option: str) -> list[str]:
+    """The items of a comma-separated option, each once in first-seen order; a repeated item gets a
+    note on the console (``--methods telea,telea`` must not double every row)."""
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    unique = list(dict.fromkeys(items))
+    for item in unique:
+        if items.count(item) > 1:
+            print(f"relama-bench: note: {option} lists {item!r} {items.count(item)} times; it is used once",
+                  file=sys.stderr)
+    return unique
 
 
 def parse_weights_options(values: Iterable[str]) -> dict[str, Path]:

@@ -22,7 +22,7 @@ from bench.errors import UserError
 from bench.run.rundir import write_json, write_text
 from bench.report.build import build_report
 from bench.run.runner import USER_CASE, Runner, default_worker_count
-from bench.cli.options import parse_weights_options
+from bench.cli.options import comma_list, parse_weights_options
 from masks.cases import CASES
 from methods.registry import get_method_class, list_methods
 
@@ -80,17 +80,6 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=report_command)
 
 
-def _split(value: str, option: str) -> list[str]:
-    """A comma-separated list, duplicates dropped (keeping the first) with a note on the console."""
-    items = [item.strip() for item in value.split(",") if item.strip()]
-    unique = list(dict.fromkeys(items))
-    for item in unique:
-        if items.count(item) > 1:
-            print(f"relama-bench: note: {option} lists {item!r} {items.count(item)} times; it is used once",
-                  file=sys.stderr)
-    return unique
-
-
 def _check_range(option: str, value: int | None, low: int, high: int, meaning: str) -> None:
     if value is not None and not low <= value <= high:
         raise UserError(f"{option} {value} is out of range: pass {meaning} from {low} to {high}")
@@ -101,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.methods is None:
         methods = [name for name in known_methods if get_method_class(name).in_default_run]
     else:
-        methods = _split(args.methods, "--methods")
+        methods = comma_list(args.methods, "--methods")
         if not methods:
             raise UserError(f"--methods {args.methods!r} names no method: pass names from `relama-bench list`")
         unknown = [name for name in methods if name not in known_methods]
@@ -112,7 +101,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise UserError(f"mask folder {args.masks} does not exist: pass --masks DIR with one mask per image")
         cases = [USER_CASE]
     else:
-        cases = _split(args.cases, "--cases")
+        cases = comma_list(args.cases, "--cases")
         unknown = [case for case in cases if case not in CASES]
         if unknown or not cases:
             raise UserError(f"unknown mask case {(unknown or [''])[0]!r}; known cases: {', '.join(CASES)}")

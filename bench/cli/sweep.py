@@ -15,7 +15,7 @@ from bench.cli.erf import arguments_hash
 from bench.errors import UserError
 from bench.report.model import METRIC_LABELS, format_value
 from bench.report.document import Section, write_reports
-from bench.cli.options import parse_weights_options
+from bench.cli.options import comma_list, parse_weights_options
 from masks.cases import CASES
 from methods.base import Inpainter, MethodUnavailable
 from methods.registry import create_method, get_method_class, list_methods
@@ -80,7 +80,7 @@ def resolve_methods(value: str | None, weights: dict[str, Path]) -> tuple[dict[s
     if value is None:
         names = [name for name in known if get_method_class(name).in_default_run]
     else:
-        names = _split(value)
+        names = comma_list(value, "--methods")
         unknown = [name for name in names if name not in known]
         if unknown:
             raise UserError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known)}")
@@ -111,7 +111,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.kind == "resolution":
         resolutions = parse_resolutions(args.resolutions)
-        cases = _split(args.cases)
+        cases = comma_list(args.cases, "--cases")
         unknown = [case for case in cases if case not in CASES]
         if unknown:
             raise UserError(f"unknown mask case {unknown[0]!r}: choose from {', '.join(CASES)}")
@@ -126,7 +126,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         if args.size < 32 or args.size % 8:
             raise UserError(f"--size {args.size} is not usable: pass a multiple of 8 of at least 32 (e.g. 256)")
         fractions = area_fractions(args.levels, args.min_area, args.max_area)
-        shapes = _split(args.shapes)
+        shapes = comma_list(args.shapes, "--shapes")
         unknown = [shape for shape in shapes if shape not in sweeps.SHAPES]
         if unknown or not shapes:
             raise UserError(f"unknown mask shape family {(unknown or [''])[0]!r}: "

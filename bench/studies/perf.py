@@ -23,7 +23,7 @@ import torch
 from tabulate import tabulate
 
 from bench.errors import UserError
-from bench.cli.options import parse_weights_options
+from bench.cli.options import comma_list, parse_weights_options
 from methods.base import Inpainter, MethodUnavailable
 from methods.registry import create_method, get_method_class, list_methods
 
@@ -148,7 +148,7 @@ def measure(method: Inpainter, name: str, weights_label: str, size: int, repeats
 
 def _parse_sizes(text: str) -> list[int]:
     try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
+        sizes = [int(part) for part in comma_list(text, "--sizes")]
     except ValueError:
         raise UserError(f"--sizes {text!r} must be comma-separated integers, e.g. 256,512,1024") from None
     if not sizes or any(size < 8 for size in sizes):
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     weights = parse_weights_options(args.weights)
     sizes = _parse_sizes(args.sizes)
     known = list_methods()
-    names = [name.strip() for name in args.methods.split(",") if name.strip()] or known
+    names = comma_list(args.methods, "--methods") or known
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UserError(f"--methods names unknown method(s) {', '.join(unknown)}; known: {', '.join(known)}")
