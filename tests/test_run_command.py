@@ -179,7 +179,7 @@ def _tiny_run(tmp_path, *argv, images=1):
     (["--reference", "foo"], "--reference 'foo' is not a method of this run: pass one of telea"),
     (["--option", "telea.radius=abc"], "--option telea.radius=abc is not a number: pass a number"),
     (["--option", "telea.radius=3", "--option", "telea.radius=4"], "--option telea.radius is given twice"),
-    (["--option", "telea.radius=-3"], "--option telea.radius=-3.0 is refused by method 'telea' (inpaint radius "
+    (["--option", "telea.radius=-3"], "--option telea.radius=-3 is refused by method 'telea' (inpaint radius "
                                       "must be positive, got -3.0)"),
     (["--weights", "lama=a.ckpt", "--weights", "lama=b.ckpt"], "--weights gives lama two files (a.ckpt and b.ckpt)"),
 ])

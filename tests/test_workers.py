@@ -131,3 +131,20 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     finally:
         for pid in _live_members(process.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_an_error_raised_for_a_finished_job_stops_the_pool_and_its_workers():
+    import multiprocessing
+
+    from bench.run.workers import run_parallel
+
+    seen = []
+
+    def stop_at_the_first(item, future):
+        seen.append(item)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_parallel(time.sleep, [0.0, 30.0, 30.0, 30.0, 30.0], 2, stop_at_the_first)
+    assert seen == [0.0]
+    assert multiprocessing.active_children() == [], "the workers must be gone when the error propagates"

@@ -372,7 +372,7 @@ class Runner:
             except Exception as error:  # whatever stops a method from loading skips it, with the reason
                 message = _first_line(error)
                 if options and isinstance(error, (TypeError, ValueError)) and not isinstance(error, CheckpointError):
-                    given = ", ".join(f"--option {name}.{key}={value}" for key, value in options.items())
+                    given = ", ".join(f"--option {name}.{key}={_option_text(value)}" for key, value in options.items())
                     raise UserError(f"{given} is refused by method {name!r} ({message}): fix the value") from None
                 skipped[name] = f"could not be loaded ({message})"
         return built, weights_digests, skipped
@@ -494,6 +494,10 @@ class Runner:
         return RunOutcome(self.run_dir, rows, pd.DataFrame(errors, columns=columns),
                           skipped, computed_jobs=len(pending) - len(errors), cached_jobs=len(specs) - len(pending),
                           images=images, scoring=scoring, methods=built)
+
+
+def _option_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _first_line(error: BaseException) -> str:
