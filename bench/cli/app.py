@@ -52,7 +52,7 @@ _OS_ERROR_FIXES = {
     errno.EROFS: "pass --runs-dir pointing to a writable folder",
     errno.EACCES: "check its permissions, or pass --runs-dir pointing to a writable folder",
     errno.ENAMETOOLONG: "use a shorter file or folder name",
-    errno.EISDIR: "pass a file there, not a folder",
+    errno.EISDIR: "a folder stands where a file is expected: move it away or pass a file",
     errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
     errno.ENOENT: "check the path",
 }
@@ -61,7 +61,8 @@ _OS_ERROR_FIXES = {
 def error_sentence(error: BaseException) -> str:
     """One sentence for an error the user can act on: what failed, where, and the fix."""
     if isinstance(error, OSError):
-        where = " -> ".join(str(name) for name in (error.filename, error.filename2) if name)
+        # A failed rename names its target second; the target is the file the user knows.
+        where = error.filename2 or error.filename
         what = (error.strerror or str(error)).rstrip(".")
         fix = _OS_ERROR_FIXES.get(error.errno, "check the file and try again")
         return f"{where}: {what}: {fix}" if where else f"{what}: {fix}"
