@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def test_content_digests_rehash_only_after_a_stat_change(tmp_path):
 
     def write(path, payload):
         writes.append(payload)
-        path.write_text(__import__("json").dumps(payload))
+        path.write_text(json.dumps(payload))
 
     digests = ContentDigests(store, write)
     first = digests.file(weights)

@@ -25,7 +25,7 @@ import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -253,7 +253,7 @@ class Runner:
         manifest = manifest if isinstance(manifest, dict) else {}
         written = dict(manifest)
 
-        def keep(relative: str, digest: str, write) -> None:
+        def write_if_changed(relative: str, digest: str, write: Callable[[Path], None]) -> None:
             path = self.run_dir / relative
             if written.get(relative) != digest or not path.exists():
                 write(path)
@@ -269,7 +269,7 @@ class Runner:
                 original_feature_path(self.run_dir, bench_image.image_id).unlink(missing_ok=True)
                 write_rgb_png(path, bench_image.image)
 
-            keep(f"images/{image_id}.png", digest, write_image)
+            write_if_changed(f"images/{image_id}.png", digest, write_image)
         masks: dict[str, dict[str, np.ndarray]] = {}
         for case in self.config.cases:
             masks[case] = {}
@@ -279,7 +279,7 @@ class Runner:
                 else:
                     mask = case_mask(bench_image.image.shape[:2], bench_image.image_id, case, self.config.seed)
                 masks[case][bench_image.image_id] = mask
-                keep(f"masks/{case}/{bench_image.image_id}.png", array_digest(mask),
+                write_if_changed(f"masks/{case}/{bench_image.image_id}.png", array_digest(mask),
                      lambda path, mask=mask: write_mask_png(path, mask))
         if written != manifest:
             write_json(manifest_path, written)
