@@ -199,3 +199,12 @@ def test_folder_digest_covers_names_and_contents(tmp_path):
     first = digests.path(folder)
     (folder / "sub" / "a.pth").write_bytes(b"3")
     assert ContentDigests(tmp_path / "d.json").path(folder) != first
+
+
+def test_a_deleted_prediction_is_computed_again(tmp_path, weighted_method):
+    data, masks, weights = _inputs(tmp_path)
+    config = _config(tmp_path, data, masks, weights, weighted_method)
+    run_dir = Runner(config, progress=False).run().run_dir
+    (run_dir / "pred" / "telea" / "user" / "p1.png").unlink()
+    again = Runner(config, progress=False).run()
+    assert again.computed_jobs == 1 and (run_dir / "pred" / "telea" / "user" / "p1.png").exists()

@@ -133,9 +133,9 @@ def software_versions() -> tuple[tuple[str, str], ...]:
 
 
 def is_finished(spec: JobSpec) -> bool:
-    """Whether the job has a record computed from exactly its current inputs."""
+    """Whether the job has a prediction and a record computed from exactly its current inputs."""
     try:
-        return read_json(spec.record_path).get("job_key") == spec.key
+        return read_json(spec.record_path).get("job_key") == spec.key and spec.pred_path.exists()
     except (OSError, ValueError, AttributeError):
         return False
 
