@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from bench.errors import UserError
-from bench.studies.perf import (RANDOM_WEIGHTS_LABEL, add_command, build_for_perf, measure_peak_memory, synthetic_pair,
+from bench.cli.perf import add_command
+from bench.studies.perf import (RANDOM_WEIGHTS_LABEL, build_for_perf, measure_peak_memory, synthetic_pair,
                         time_runs)
 from methods.base import MethodUnavailable
 

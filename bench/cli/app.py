@@ -25,7 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench.cli.run",
     "bench.cli.list",
     "bench.cli.weights",
-    "bench.studies.perf",
+    "bench.cli.perf",
     "bench.cli.check",
     "bench.cli.erf",
     "bench.cli.sweep",

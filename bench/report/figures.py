@@ -1,6 +1,7 @@
 """Figures of a run: comparison grids, metric-vs-hole-area curves, speed-vs-quality scatter.
 
-Figures are rendered with matplotlib's non-interactive Agg backend and written atomically as PNG.
+Figures are `matplotlib.figure.Figure` objects drawn without pyplot, so importing this module
+chooses no backend and keeps no global figure state; they are written atomically as PNG.
 """
 
 from __future__ import annotations
@@ -9,25 +10,29 @@ import io
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+from typing import Any
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-from masks.io import atomic_write_bytes  # noqa: E402
+from masks.io import atomic_write_bytes
 
 #: Colour shown in the hole of the masked-input column.
 HOLE_COLOUR = np.array([255, 255, 255], np.uint8)
 PANEL_INCHES = 2.2
 
 
-def save_figure(figure: plt.Figure, path: Path, *, dpi: int = 100) -> None:
-    """Write ``figure`` as PNG atomically and close it."""
+def new_figure(rows: int = 1, columns: int = 1, *, figsize: tuple[float, float], **subplots: Any) -> tuple[Figure, Any]:
+    """A figure and its axes, like ``pyplot.subplots`` but without pyplot's global state or a backend."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(rows, columns, **subplots)
+
+
+def save_figure(figure: Figure, path: Path, *, dpi: int = 100) -> None:
+    """Write ``figure`` as PNG atomically."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(figure)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
 
@@ -47,7 +52,7 @@ def comparison_grid(
     """
     columns = ["original", "mask", "masked input", *predictions]
     n_rows, n_cols = len(image_ids), len(columns)
-    figure, axes = plt.subplots(n_rows, n_cols, figsize=(PANEL_INCHES * n_cols, PANEL_INCHES * n_rows),
+    figure, axes = new_figure(n_rows, n_cols, figsize=(PANEL_INCHES * n_cols, PANEL_INCHES * n_rows),
                                 squeeze=False)
     for row, (image_id, original, hole_mask) in enumerate(zip(image_ids, originals, hole_masks)):
         masked = np.where(hole_mask[:, :, None], HOLE_COLOUR, original)
@@ -79,7 +84,7 @@ def comparison_grid(
 def area_curve(bins: pd.DataFrame, metric: str, path: Path, *, ylabel: str | None = None) -> None:
     """Mean ``metric`` against hole-area bin, one line per method."""
     data = bins[bins["metric"] == metric]
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = new_figure(figsize=(6, 4))
     for method, group in data.groupby("method", sort=False):
         centres = (group["bin_low"] + group["bin_high"]) / 2 * 100
         axis.plot(centres, group["mean"], marker="o", label=method)
@@ -95,7 +100,7 @@ def speed_quality_scatter(points: pd.DataFrame, metric: str, path: Path) -> None
 
     ``points`` has columns ``method``, ``median_s`` and ``metric``.
     """
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = new_figure(figsize=(6, 4))
     for _, point in points.iterrows():
         axis.scatter(point["median_s"], point[metric])
         axis.annotate(point["method"], (point["median_s"], point[metric]), fontsize=8,

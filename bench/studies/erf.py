@@ -406,12 +406,11 @@ def _colourbar(figure, image, axes) -> None:
 
 def heatmap_figure(results: Sequence[ERFResult], path: Path) -> None:
     """One method's maps: a row per weights and layer, a column per input set (pooled last)."""
-    import matplotlib.pyplot as plt
 
-    from bench.report.figures import save_figure
+    from bench.report.figures import new_figure, save_figure
 
     set_names = list(results[0].maps)
-    figure, axes = plt.subplots(len(results), len(set_names), squeeze=False,
+    figure, axes = new_figure(len(results), len(set_names), squeeze=False,
                                 figsize=(2.6 * len(set_names) + 1, 2.8 * len(results) + 0.6))
     image = None
     for row, result in enumerate(results):
@@ -427,13 +426,12 @@ def heatmap_figure(results: Sequence[ERFResult], path: Path) -> None:
 
 def comparison_figure(results: Sequence[ERFResult], path: Path, *, inputs: str = POOLED) -> None:
     """Every method and weights side by side (columns), one row per layer, all at the same colour scale."""
-    import matplotlib.pyplot as plt
 
-    from bench.report.figures import save_figure
+    from bench.report.figures import new_figure, save_figure
 
     columns = list(dict.fromkeys((result.subject.method, result.subject.weights) for result in results))
     layers = list(dict.fromkeys(result.layer for result in results))
-    figure, axes = plt.subplots(len(layers), len(columns), squeeze=False,
+    figure, axes = new_figure(len(layers), len(columns), squeeze=False,
                                 figsize=(2.6 * len(columns) + 1, 2.8 * len(layers) + 0.8))
     image = None
     for result in results:
@@ -454,13 +452,12 @@ def comparison_figure(results: Sequence[ERFResult], path: Path, *, inputs: str =
 
 def depth_figure(table: pd.DataFrame, path: Path, *, inputs: str = POOLED) -> None:
     """r50 and the share above 1 % of peak against layer index, one line per method and weights."""
-    import matplotlib.pyplot as plt
 
-    from bench.report.figures import save_figure
+    from bench.report.figures import new_figure, save_figure
 
     data = table[(table["inputs"] == inputs) & (table["layer"] != "output")].copy()
     data["index"] = data["layer"].str.split(".").str[1].astype(int)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    figure, (left, right) = new_figure(1, 2, figsize=(10, 3.8))
     for (method, weights), group in data.groupby(["method", "weights"], sort=False):
         group = group.sort_values("index")
         label = f"{method}, {weights}"

@@ -9,8 +9,8 @@ weights); where that reset is impossible, the process's lifetime ``ru_maxrss``, 
 
 from __future__ import annotations
 
-import argparse
 import csv
+import io
 import resource
 import statistics
 import time
@@ -23,7 +23,7 @@ import torch
 from tabulate import tabulate
 
 from bench.errors import UserError
-from bench.cli.options import comma_list, parse_weights_options
+from bench.run.rundir import write_text
 from methods.base import Inpainter, MethodUnavailable
 from methods.registry import create_method, get_method_class, list_methods
 
@@ -146,26 +146,15 @@ def measure(method: Inpainter, name: str, weights_label: str, size: int, repeats
                    device=str(device))
 
 
-def _parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in comma_list(text, "--sizes")]
-    except ValueError:
-        raise UserError(f"--sizes {text!r} must be comma-separated integers, e.g. 256,512,1024") from None
-    if not sizes or any(size < 8 for size in sizes):
-        raise UserError(f"--sizes {text!r} must list sizes of at least 8 pixels")
-    return sizes
-
-
 def write_tables(rows: list[PerfRow], out_dir: Path) -> tuple[Path, Path]:
-    """Write ``perf.csv`` and ``perf.md`` into ``out_dir``; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``perf.csv`` and ``perf.md`` into ``out_dir`` (atomically); returns their paths."""
     csv_path, md_path = out_dir / "perf.csv", out_dir / "perf.md"
-    fields = list(PerfRow.__dataclass_fields__)
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(asdict(row) for row in rows)
-    md_path.write_text(format_table(rows, "github") + "\n")
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(PerfRow.__dataclass_fields__))
+    writer.writeheader()
+    writer.writerows(asdict(row) for row in rows)
+    write_text(csv_path, buffer.getvalue())
+    write_text(md_path, format_table(rows, "github") + "\n")
     return csv_path, md_path
 
 
@@ -177,31 +166,20 @@ def format_table(rows: list[PerfRow], style: str = "simple") -> str:
     return tabulate(body, headers=headers, tablefmt=style)
 
 
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("perf", help="median latency and peak memory per method and image size")
-    parser.add_argument("--methods", default="", help="comma-separated methods (default: every method that can run)")
-    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="square sizes, e.g. 256,512,1024")
-    parser.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH",
-                        help="weights for a method (repeatable)")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="time deep methods that have no weights with fresh random weights (timing only; "
-                             "their outputs are meaningless and their rows say so)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per size (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--out", type=Path, default=Path("perf"), help="folder for perf.csv and perf.md")
-    parser.set_defaults(func=run)
+@dataclass
+class PerfStudy:
+    """What `perf_study` measured, and what it could not, one line each."""
+
+    rows: list[PerfRow]
+    skipped: list[str]
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.repeats < 1 or args.warmup < 0:
+def perf_study(names: list[str], weights: dict[str, Path], sizes: list[int], *, repeats: int, warmup: int,
+               random_weights: bool) -> PerfStudy:
+    """Measure every method of ``names`` at every size; a method or size that cannot run is skipped, with why."""
+    if repeats < 1 or warmup < 0:
         raise UserError("--repeats must be at least 1 and --warmup at least 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    weights = parse_weights_options(args.weights)
-    sizes = _parse_sizes(args.sizes)
     known = list_methods()
-    names = comma_list(args.methods, "--methods") or known
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UserError(f"--methods names unknown method(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -209,21 +187,14 @@ def run(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     for name in names:
         try:
-            method, weights_label = build_for_perf(name, weights, args.random_weights)
+            method, weights_label = build_for_perf(name, weights, random_weights)
         except MethodUnavailable as reason:
             skipped.append(f"{name}: {reason}")
             continue
         for size in sizes:
             try:
-                rows.append(measure(method, name, weights_label, size, args.repeats, args.warmup))
+                rows.append(measure(method, name, weights_label, size, repeats, warmup))
             except (RuntimeError, ValueError, MemoryError) as error:
                 skipped.append(f"{name} at {size}x{size}: {type(error).__name__}: {str(error).splitlines()[0]}")
         del method
-    print(format_table(rows))
-    if any(row.weights == RANDOM_WEIGHTS_LABEL for row in rows):
-        print("rows with 'random (timing only)' weights measure speed and memory only; their images are meaningless")
-    for line in skipped:
-        print(f"skipped {line}")
-    csv_path, md_path = write_tables(rows, args.out)
-    print(f"wrote {csv_path} and {md_path}")
-    return 0
+    return PerfStudy(rows, skipped)

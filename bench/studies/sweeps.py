@@ -217,13 +217,12 @@ def summarise_by(rows: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str]
 
 def resolution_figure(summary: pd.DataFrame, metric: str, path, *, label: str | None = None) -> None:
     """``metric`` against resolution, one panel per case, one line per method with its 95 % CI."""
-    import matplotlib.pyplot as plt
 
-    from bench.report.figures import save_figure
+    from bench.report.figures import new_figure, save_figure
 
     data = summary[summary["metric"] == metric]
     cases = list(dict.fromkeys(data["case"]))
-    figure, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.6), squeeze=False, sharey=True)
+    figure, axes = new_figure(1, len(cases), figsize=(4.2 * len(cases), 3.6), squeeze=False, sharey=True)
     for axis, case in zip(axes[0], cases):
         for method, group in data[data["case"] == case].groupby("method", sort=False):
             group = group.sort_values("resolution")
@@ -245,13 +244,12 @@ def resolution_figure(summary: pd.DataFrame, metric: str, path, *, label: str | 
 
 def area_figure(bins: pd.DataFrame, metric: str, path, *, label: str | None = None) -> None:
     """``metric`` against hole fraction (fine bins), one panel per shape family, one line per method."""
-    import matplotlib.pyplot as plt
 
-    from bench.report.figures import save_figure
+    from bench.report.figures import new_figure, save_figure
 
     data = bins[bins["metric"] == metric]
     shapes = list(dict.fromkeys(data["shape"]))
-    figure, axes = plt.subplots(1, len(shapes), figsize=(4.8 * len(shapes), 3.6), squeeze=False, sharey=True)
+    figure, axes = new_figure(1, len(shapes), figsize=(4.8 * len(shapes), 3.6), squeeze=False, sharey=True)
     for axis, family in zip(axes[0], shapes):
         for method, group in data[data["shape"] == family].groupby("method", sort=False):
             centres = (group["bin_low"] + group["bin_high"]) / 2 * 100
