@@ -10,9 +10,14 @@ import abc
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
+
+from methods.weights_record import WeightsRecord
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Family(str, enum.Enum):
@@ -52,12 +57,73 @@ class MethodUnavailable(RuntimeError):
     """A method cannot run here (weights missing, optional dependency absent); the message says why."""
 
 
+@dataclass(frozen=True)
+class Option:
+    """One keyword option of a method's constructor, as ``--option METHOD.KEY=VALUE`` sets it.
+
+    Parameters
+    ----------
+    kind : {int, float, bool, str}
+        Type of the value; an int is accepted where a float is declared.
+    help : str
+        What the option does, one line.
+    choices : tuple
+        The allowed values, when the option is a choice.
+    minimum, maximum : float, optional
+        Inclusive bounds of a number.
+    allows_none : bool
+        ``none`` is a valid value (meaning the documented default behaviour).
+    """
+
+    kind: type
+    help: str
+    choices: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    allows_none: bool = False
+
+    def kind_words(self) -> str:
+        """What the option takes, in words: ``a number``, ``true or false``, ``one of a, b``, ``... or none``."""
+        if self.choices:
+            words = "one of " + ", ".join(map(str, self.choices))
+        else:
+            words = {bool: "true or false", int: "a whole number", float: "a number"}.get(self.kind, "text")
+        return words + (" or none" if self.allows_none else "")
+
+    def check(self, value: Any) -> Any:
+        """``value`` as the declared type (an int where a float is declared becomes a float).
+
+        Raises
+        ------
+        ValueError
+            With a phrase to follow the option's name: ``is not a number: pass a number``,
+            ``must be at least 16``.
+        """
+        words = self.kind_words()
+        if value is None:
+            if self.allows_none:
+                return None
+            raise ValueError(f"is not {words}: pass {words}")
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
+            raise ValueError(f"is not {words}: pass {words}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"is not {words}: pass {words}")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"must be at least {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"must be at most {self.maximum:g}")
+        return value
+
+
 class Inpainter(abc.ABC):
     """Base class of every method adapter.
 
     Subclasses set the class attributes, implement `inpaint`, and are registered with
-    `methods.registry.register_method`. The constructor takes ``weights`` (a path, or ``None`` for
-    methods that need none) plus method-specific keyword options.
+    `methods.registry.register_method`. The constructor takes ``weights`` (when `weights_record` is
+    set), ``device`` (when `devices` is not empty) and the keyword options declared in `options`.
+    Capabilities are declared here, never probed: callers read these attributes.
 
     The returned image has the input's size; the runner composites it with the known pixels, so an
     adapter does not need to (but may) keep known pixels intact.
@@ -66,8 +132,18 @@ class Inpainter(abc.ABC):
     name: ClassVar[str]
     family: ClassVar[Family]
     resolution: ClassVar[Resolution] = Resolution()
-    #: Human-readable description of the weights the method needs; empty when it needs none.
-    weights_needed: ClassVar[str] = ""
+    #: The weights the method loads (files, sources, licence, verification); None when it needs none.
+    weights_record: ClassVar[WeightsRecord | None] = None
+    #: Torch device types its ``device`` keyword accepts; empty for methods that take no device (CPU code).
+    devices: ClassVar[tuple[str, ...]] = ()
+    #: Keyword options of the constructor (``--option METHOD.KEY=VALUE``), besides weights and device.
+    options: ClassVar[Mapping[str, Option]] = {}
+    #: True when `with_random_weights` builds the released architecture with fresh weights (timing only).
+    can_use_random_weights: ClassVar[bool] = False
+    #: True when `erf_network` exposes the network for effective-receptive-field analysis.
+    has_erf_network: ClassVar[bool] = False
+    #: The data the weights were trained on, when outputs outside it are not meaningful; empty otherwise.
+    training_domain: ClassVar[str] = ""
     #: True when `sample` draws several different completions.
     can_sample: ClassVar[bool] = False
     #: True when the method is stochastic and its output depends on ``seed``.
@@ -79,17 +155,38 @@ class Inpainter(abc.ABC):
 
     @classmethod
     def unavailable_reason(cls, weights: Path | None) -> str | None:
-        """Why the method cannot run with these weights, or ``None`` when it can.
-
-        The default demands a weights path when `weights_needed` is set, and checks that it exists.
-        """
-        if not cls.weights_needed:
+        """Why the method cannot run with these weights, or ``None`` when it can (see `weights_record`)."""
+        if cls.weights_record is None:
+            if weights is not None:
+                return f"{cls.name} uses no weights: remove --weights {cls.name}=..."
             return None
-        if weights is None:
-            return f"weights missing: pass --weights {cls.name}=PATH ({cls.weights_needed})"
-        if not Path(weights).exists():
-            return f"weights not found at {weights}: pass --weights {cls.name}=PATH to an existing file"
-        return None
+        return cls.weights_record.unavailable_reason(cls.name, weights)
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked against `options` and typed; ``ValueError`` names the first bad one."""
+        checked = {}
+        for key, value in options.items():
+            if key not in cls.options:
+                known = ", ".join(cls.options) or "none"
+                raise ValueError(f"method {cls.name!r} has no option {key!r}; its options: {known}")
+            try:
+                checked[key] = cls.options[key].check(value)
+            except ValueError as error:
+                raise ValueError(f"{cls.name} option {key}={value!r} {error}") from None
+        return checked
+
+    @classmethod
+    def with_random_weights(cls, *, seed: int = 0, device: "str | torch.device | None" = None,
+                            **options: Any) -> "Inpainter":
+        """The released architecture with fresh weights, for timing only (`can_use_random_weights`)."""
+        raise MethodUnavailable(f"{cls.name}: weights missing and it has no random-weights mode; "
+                                f"pass --weights {cls.name}=PATH")
+
+    def erf_network(self) -> "tuple[torch.nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]":
+        """The network and the function building its input from ``N x 3 x H x W`` images in [0, 1] and
+        ``N x 1 x H x W`` hole masks, for methods with `has_erf_network`."""
+        raise NotImplementedError(f"{self.name} exposes no network for ERF analysis")
 
     @classmethod
     def weights_source(cls, weights: Path | None) -> Path | None:
@@ -97,7 +194,9 @@ class Inpainter(abc.ABC):
 
         Its content is part of every cached result's identity; ``None`` when the method loads none.
         """
-        return weights if cls.weights_needed else None
+        if cls.weights_record is None:
+            return None
+        return Path(weights) if weights is not None else cls.weights_record.default_path()
 
     @abc.abstractmethod
     def inpaint(self, image: np.ndarray, mask: np.ndarray, *, seed: int | None = None) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from methods.base import Family, Inpainter, check_image_mask
+from methods.base import Family, Inpainter, Option, check_image_mask
 from methods.registry import register_method
 
 
@@ -15,6 +15,7 @@ class _OpenCVInpaint(Inpainter):
     """``cv2.inpaint`` with one of its two diffusion algorithms."""
 
     family = Family.TRADITIONAL
+    options = {"radius": Option(float, "radius in pixels of the neighbourhood each filled pixel draws on (positive)")}
     flag: ClassVar[int]
 
     def __init__(self, radius: float = 3.0) -> None:

@@ -48,10 +48,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from methods.base import Family, Inpainter, Resolution, check_image_mask
+from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
 from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint, strip_prefix
 from methods.nets.context_encoder import CENTER_SIZE, IMAGE_SIZE, ContextEncoderGenerator
 from methods.registry import register_method
+from methods.weights_record import WeightsFile, WeightsRecord
 
 #: Width of the blank ring of known pixels that the generator also predicts (the reference's ``overlapPred``).
 OVERLAP = 4
@@ -277,7 +278,17 @@ class ContextEncoder(Inpainter):
     name = "context-encoder"
     family = Family.CNN
     resolution = Resolution("native", IMAGE_SIZE)
-    weights_needed = "netG_streetview.pth, the Paris StreetView generator released with context_encoder_pytorch"
+    weights_record = WeightsRecord(
+        takes="file",
+        what="netG_streetview.pth, the Paris StreetView generator released with context_encoder_pytorch",
+        files=(WeightsFile(path="", source="https://github.com/BoyuanJiang/context_encoder_pytorch (README, "
+                                           "pretrained Paris StreetView model)",
+                           licence="MIT (the repository's licence)"),),
+        verification="read with weights_only=True (legacy container accepted); strict load (every key and shape)",
+    )
+    devices = ("cpu", "cuda")
+    options = {"max_fill_side": Option(int, "longest hole side filled from one view; longer holes are tiled",
+                                       minimum=1)}
     summary = "Context Encoder (Pathak et al. 2016), Paris StreetView generator, one 128x128 view per hole"
 
     def __init__(self, weights: Path | str, *, device: str = "cpu",

@@ -35,11 +35,12 @@ from PIL import Image
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from methods.base import Family, Inpainter, Resolution, check_image_mask
+from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
 from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint, strip_prefix
 from methods.nets.ict_transformer import ICT_TRANSFORMER_CONFIGS, ICTTransformer, config_from_state_dict
 from methods.nets.ict_upsampler import ICTUpsampler, upsampler_shape_from_state_dict
 from methods.registry import register_method
+from methods.weights_record import WeightsFile, WeightsRecord
 
 #: Dataset variants of the released checkpoints, in the order preferred when several are installed
 #: (the benchmark's photos are natural scenes).
@@ -421,25 +422,33 @@ class ICT(Inpainter):
     name = "ict"
     family = Family.TRANSFORMER
     resolution = Resolution("native", UPSAMPLER_SIZE)
-    weights_needed = "the ckpts_ICT folder released with ICT (Transformer/ and Upsample/)"
+    weights_record = WeightsRecord(
+        takes="folder",
+        what="the ckpts_ICT folder released with ICT (Transformer/ and Upsample/)",
+        files=tuple(WeightsFile(path=path, source="https://github.com/raywzy/ICT (README, pretrained models: "
+                                                  "ckpts_ICT)", licence="as stated by the authors (relama-bench does not redistribute it)")
+                    for path in ("Transformer/{variant}.pth", "Upsample/{variant}/InpaintingModel_gen.pth")),
+        verification="read with weights_only=True; strict load of transformer and upsampler (every key and shape)",
+        variants=DATASETS,
+        nested_folder="ckpts_ICT",
+    )
+    devices = ("cpu", "cuda")
+    options = {
+        "dataset": Option(str, "variant to load; none: the first installed of " + ", ".join(DATASETS),
+                          choices=DATASETS, allows_none=True),
+        "mode": Option(str, "default: composited, one mask rule; reference: as the released code", choices=MODES),
+        "top_k": Option(int, "sample among the k most likely tokens (0: no filter)", minimum=0),
+        "temperature": Option(float, "sampling temperature (positive)"),
+        "fast": Option(bool, "the bit-identical faster sampler"),
+        "n_head": Option(int, "attention heads, only for transformer files of no released configuration",
+                         minimum=1, allows_none=True),
+        "progress": Option(bool, "a progress bar over the sampled tokens; none: only on a terminal", allows_none=True),
+    }
+    can_use_random_weights = True
     can_sample = True
     stochastic = True
     summary = "ICT (Wan et al. 2021): transformer appearance prior + guided upsampler"
     in_default_run = False
-
-    @classmethod
-    def unavailable_reason(cls, weights: Path | None) -> str | None:
-        if weights is None:
-            return f"weights missing: pass --weights {cls.name}=PATH ({cls.weights_needed})"
-        weights = Path(weights)
-        if not weights.is_dir():
-            return f"weights for {cls.name} must be the ckpts_ICT folder, {weights} is not a folder"
-        if not installed_datasets(weights):
-            return (
-                f"no ICT checkpoints under {weights}: expected Transformer/<dataset>.pth and "
-                f"Upsample/<dataset>/InpaintingModel_gen.pth for one of {', '.join(DATASETS)}"
-            )
-        return None
 
     def __init__(
         self,

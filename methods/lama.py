@@ -27,13 +27,14 @@ import cv2
 import numpy as np
 import torch
 
-from methods.base import Family, Inpainter, Resolution, check_image_mask
+from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
 from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint
 from methods.nets.cbam import attention_keys
 from methods.nets.configs import build_discriminator, build_generator, generator_config
 from methods.nets.ffc import FFCResNetGenerator
 from methods.nets.fold import prepare_for_inference
 from methods.registry import register_method
+from methods.weights_record import WeightsFile, WeightsRecord
 
 __all__ = [
     "GeneratorCheckpoint",
@@ -332,6 +333,17 @@ class _FourierInpainter(Inpainter):
 
     family = Family.FOURIER
     resolution = Resolution("modulo", 8)
+    devices = ("cpu", "cuda")
+    can_use_random_weights = True
+    has_erf_network = True
+    options = {
+        "optimize": Option(bool, "fold BatchNorm, channels-last, inference_mode; false runs the network as trained"),
+        "working_size": Option(int, "run at this fixed square size (a multiple of 8); none: the input size",
+                               minimum=16, allows_none=True),
+        "batch_size": Option(int, "most images per forward pass", minimum=1),
+        "config": Option(str, "architecture override, e.g. big-lama; default: the checkpoint's own"),
+        "init_attention": Option(bool, "relama-cbam only: start from LaMa weights with fresh attention"),
+    }
     generator_kind: ClassVar[str]
     #: Configuration used by `with_random_weights`.
     default_config: ClassVar[str | Mapping[str, Any]]
@@ -478,7 +490,14 @@ class LaMa(_FourierInpainter):
     summary = "LaMa (Suvorov et al. 2022), fast Fourier convolutions, big-lama"
     generator_kind = "ffc_resnet"
     default_config = "big-lama"
-    weights_needed = "big-lama/models/best.ckpt, a LaMa generator state dict, or a relama-bench .safetensors"
+    weights_record = WeightsRecord(
+        takes="file",
+        what="big-lama/models/best.ckpt from LaMa's big-lama.zip, a LaMa generator state dict, or a relama-bench "
+             ".safetensors",
+        files=(WeightsFile(path="", source="https://github.com/advimman/lama (README, 'big-lama' pretrained model)",
+                           licence="BSD-3-Clause (the repository's licence; the README states none for the weights)"),),
+        verification="read with weights_only=True; strict load: every generator key and shape must match",
+    )
 
 
 @register_method
@@ -487,5 +506,11 @@ class ReLaMaCBAM(_FourierInpainter):
     summary = "ReLaMa-CBAM: LaMa with FFC-aware channel and spatial attention in every residual block"
     generator_kind = "ffc_resnet_cbam"
     default_config = "big-relama-cbam"
-    weights_needed = "a ReLaMa-CBAM generator checkpoint (.safetensors from relama-bench train, or a state dict)"
+    weights_record = WeightsRecord(
+        takes="file",
+        what="a ReLaMa-CBAM generator checkpoint (.safetensors from relama-bench train, or a state dict)",
+        files=(WeightsFile(path="", source="trained with `relama-bench train --arch relama-cbam` (no released "
+                                           "checkpoint exists)", licence="MIT (relama-bench)"),),
+        verification="read with weights_only=True or safetensors; strict load: every key and shape must match",
+    )
 

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import torch
 
-from methods.base import Family, Inpainter, Resolution, check_image_mask
+from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
 from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint, strip_prefix
 from methods.nets.pluralistic import (
     PICNetEncoder,
@@ -43,6 +43,7 @@ from methods.nets.pluralistic import (
     restore_power_iteration_state,
 )
 from methods.registry import register_method
+from methods.weights_record import WeightsFile, WeightsRecord
 
 ENCODER_FILE = "latest_net_E.pth"
 GENERATOR_FILE = "latest_net_G.pth"
@@ -136,7 +137,22 @@ class Pluralistic(Inpainter):
     name = "pluralistic"
     family = Family.CNN
     resolution = Resolution("native", 256)
-    weights_needed = f"folder with the released {ENCODER_FILE} and {GENERATOR_FILE}"
+    weights_record = WeightsRecord(
+        takes="folder",
+        what=f"the folder of one released model (e.g. places2_random) with {ENCODER_FILE} and {GENERATOR_FILE}",
+        files=tuple(WeightsFile(path=file, source="https://github.com/lyndonzheng/Pluralistic-Inpainting (README, "
+                                                  "pretrained models)", licence="as stated by the authors (relama-bench does not redistribute it)")
+                    for file in (ENCODER_FILE, GENERATOR_FILE)),
+        verification="read with weights_only=True; strict load of encoder and generator (every key and shape)",
+    )
+    devices = ("cpu", "cuda")
+    options = {
+        "working_size": Option(int, f"square working side, a multiple of {SIDE_MULTIPLE} (256 = training size); none: "
+                               "pad and run at the input size", minimum=SIDE_MULTIPLE, allows_none=True),
+        "spectral_state": Option(str, "reset: spectral-norm u/v restored before each image; carry: as the reference",
+                                 choices=SPECTRAL_STATES),
+    }
+    can_use_random_weights = True
     can_sample = True
     stochastic = True
     summary = "PICNet pluralistic completion (Zheng et al. 2019), released checkpoints, z from the encoder prior"
@@ -172,20 +188,6 @@ class Pluralistic(Inpainter):
             encoder, generator = PICNetEncoder().eval(), PICNetGenerator().eval()
         instance._install(encoder, generator, working_size=256, spectral_state="reset", device=device)
         return instance
-
-    @classmethod
-    def unavailable_reason(cls, weights: Path | None) -> str | None:
-        if weights is None:
-            return f"weights missing: pass --weights {cls.name}=PATH ({cls.weights_needed})"
-        folder = Path(weights)
-        if not folder.is_dir():
-            return (f"weights not found: {folder} is not a folder; pass --weights {cls.name}=DIR, the folder "
-                    f"holding {ENCODER_FILE} and {GENERATOR_FILE}")
-        missing = [name for name in (ENCODER_FILE, GENERATOR_FILE) if not (folder / name).is_file()]
-        if missing:
-            return (f"weights incomplete: {folder} has no {' and no '.join(missing)}; pass --weights {cls.name}=DIR "
-                    f"with both {ENCODER_FILE} and {GENERATOR_FILE}")
-        return None
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, *, seed: int | None = None) -> np.ndarray:
         """One completion: the first sample the reference loop would draw with this seed (None = 0)."""

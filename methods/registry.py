@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from methods.base import Family, Inpainter, MethodUnavailable
+from methods.weights_record import WeightsRecord
 
 ENTRY_POINT_GROUP = "relama_bench.methods"
 
@@ -94,6 +95,7 @@ class MethodInfo:
     resolution: str
     summary: str
     unavailable_reason: str | None
+    weights: WeightsRecord | None
 
     @property
     def available(self) -> bool:
@@ -113,13 +115,27 @@ def available_methods(weights: dict[str, Path] | None = None) -> list[MethodInfo
                 resolution=cls.resolution.describe(),
                 summary=cls.summary,
                 unavailable_reason=cls.unavailable_reason(weights.get(name)),
+                weights=cls.weights_record,
             )
         )
     return infos
 
 
-def create_method(name: str, weights: Path | str | None = None, **options: Any) -> Inpainter:
+def create_method(name: str, weights: Path | str | None = None, *, device: str | None = None,
+                  **options: Any) -> Inpainter:
     """Build the method ``name``, like timm's ``create_model``.
+
+    Parameters
+    ----------
+    name : str
+        Registered name.
+    weights : path-like, optional
+        What ``--weights`` names (see the class's `weights_record`); None for the shipped default.
+    device : str, optional
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see `resolve_device`); None means ``auto``. Methods
+        that declare no `devices` run on the CPU whatever is asked.
+    **options
+        The method's declared `options`.
 
     Raises
     ------
@@ -127,14 +143,45 @@ def create_method(name: str, weights: Path | str | None = None, **options: Any) 
         Unknown name (the message lists the known ones).
     MethodUnavailable
         The method cannot run here (e.g. its weights are missing); the message says how to fix it.
+    ValueError
+        An option the method does not declare, or a value outside its declared type or range.
     """
     cls = get_method_class(name)
     weights_path = Path(weights) if weights is not None else None
     reason = cls.unavailable_reason(weights_path)
     if reason is not None:
         raise MethodUnavailable(f"{name}: {reason}")
-    # Methods with optional weights (the shipped models) take another file too; dropping it would
-    # silently run the default weights under the name of the given ones.
-    if cls.weights_needed or weights_path is not None:
-        return cls(weights=weights_path, **options)
-    return cls(**options)
+    arguments = cls.check_options(options)
+    if cls.devices:
+        arguments["device"] = resolve_device(cls, device)
+    if cls.weights_record is not None:
+        default = cls.weights_record.default_path()
+        arguments["weights"] = weights_path if weights_path is not None else default
+    return cls(**arguments)
+
+
+def resolve_device(cls: type[Inpainter], requested: str | None) -> str:
+    """The torch device ``cls`` runs on for ``--device requested`` (one policy for every method).
+
+    ``auto`` (or None) is CUDA when the method supports it and a GPU is present, else the CPU;
+    ``cpu`` and ``cuda[:N]`` are taken as asked. Methods that declare no `devices` run on the CPU.
+
+    Raises
+    ------
+    MethodUnavailable
+        CUDA asked for but absent, or a device the method does not support.
+    """
+    import torch
+
+    requested = requested or "auto"
+    if requested == "auto":
+        return "cuda" if "cuda" in cls.devices and torch.cuda.is_available() else "cpu"
+    kind = torch.device(requested).type
+    if not cls.devices:
+        return "cpu"
+    if kind not in cls.devices:
+        raise MethodUnavailable(f"{cls.name} runs on {', '.join(cls.devices)}, not on {requested}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise MethodUnavailable(f"{cls.name}: --device {requested} asked for CUDA, but torch sees no GPU here; "
+                                "use --device cpu or auto")
+    return requested

@@ -16,40 +16,39 @@ import cv2
 import numpy as np
 import torch
 
-from methods.base import Resolution
+from methods.base import Option, Resolution
 from methods.lama import _FourierInpainter, _resize_image, _resize_mask
 from methods.registry import register_method
+from methods.weights_record import WeightsFile, WeightsRecord
 
-#: Folder of the shipped weights and model cards.
-DATA_DIR = Path(__file__).resolve().parent / "data"
+
+def shipped_record(file_name: str, size_bytes: int, sha256: str) -> WeightsRecord:
+    """The weights record of a checkpoint that ships in ``methods/data`` (with a model card beside it)."""
+    card = file_name.replace(".safetensors", ".md")
+    return WeightsRecord(
+        takes="file",
+        what=f"ships with relama-bench (methods/data/{file_name}; model card methods/data/{card}); "
+             "--weights replaces it with another checkpoint of the same architecture",
+        files=(WeightsFile(path="", source=f"trained by `relama-bench train` (recipe and results: methods/data/{card})",
+                           licence="MIT (relama-bench)", size=f"{size_bytes} bytes", sha256=sha256),),
+        verification="safetensors; strict load (every key and shape); the sha256 above is checked by the test suite",
+        shipped=file_name,
+    )
 
 
 class _ShippedFourierInpainter(_FourierInpainter):
     """A shipped compact generator run at its native size with full-resolution compositing."""
 
     native_size: ClassVar[int] = 64
-    training_domain: ClassVar[str] = "CelebA-HQ faces 64x64"
+    training_domain = "CelebA-HQ faces 64x64"
     resolution = Resolution("native", 64)
-    weights_needed = ""
     in_default_run = True
-    #: File name under `DATA_DIR`.
-    weights_file: ClassVar[str]
-
-    @classmethod
-    def weights_path(cls) -> Path:
-        """Where the shipped weights live."""
-        return DATA_DIR / cls.weights_file
-
-    @classmethod
-    def unavailable_reason(cls, weights: Path | None) -> str | None:
-        path = Path(weights) if weights is not None else cls.weights_path()
-        if not path.is_file():
-            return f"weights file {path} is missing; reinstall relama-bench (the package ships it)"
-        return None
-
-    @classmethod
-    def weights_source(cls, weights: Path | None) -> Path | None:
-        return Path(weights) if weights is not None else cls.weights_path()
+    # The compact configuration is read from the shipped file; there is no released one to randomise.
+    can_use_random_weights = False
+    options = {
+        "optimize": Option(bool, "fold BatchNorm and run under torch.inference_mode"),
+        "batch_size": Option(int, "most images per forward pass", minimum=1),
+    }
 
     def __init__(self, weights: Path | str | None = None, *, device: str | torch.device | None = None,
                  optimize: bool = True, batch_size: int = 16) -> None:
@@ -65,8 +64,8 @@ class _ShippedFourierInpainter(_FourierInpainter):
         batch_size : int
             Most images per forward pass.
         """
-        super().__init__(weights if weights is not None else self.weights_path(), device=device, optimize=optimize,
-                         batch_size=batch_size)
+        super().__init__(weights if weights is not None else self.weights_record.default_path(), device=device,
+                         optimize=optimize, batch_size=batch_size)
 
     def _run(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:
         height, width = images[0].shape[:2]
@@ -94,7 +93,8 @@ class LaMaCelebAHQ64(_ShippedFourierInpainter):
     name = "lama-celebahq64"
     summary = "compact LaMa trained by relama-bench on CelebA-HQ faces at 64x64 (ships with the package)"
     generator_kind = "ffc_resnet"
-    weights_file = "lama_celebahq64.safetensors"
+    weights_record = shipped_record("lama_celebahq64.safetensors", 3500828,
+                                    "1936a784415bd63c70288cd3fdb294d5eecc1fbc4fc4883a1cb0381ce2fe6f49")
 
 
 @register_method
@@ -102,4 +102,5 @@ class ReLaMaCBAMCelebAHQ64(_ShippedFourierInpainter):
     name = "relama-cbam-celebahq64"
     summary = "compact ReLaMa-CBAM trained by relama-bench on CelebA-HQ faces at 64x64 (ships with the package)"
     generator_kind = "ffc_resnet_cbam"
-    weights_file = "relama_cbam_celebahq64.safetensors"
+    weights_record = shipped_record("relama_cbam_celebahq64.safetensors", 3637764,
+                                    "934bb9089824a24fd3e52b0778aa7492ad7d9fa93b2121ea574c0bea4938578e")

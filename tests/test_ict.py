@@ -55,7 +55,7 @@ def test_registered_as_stochastic_transformer():
 def test_unavailable_without_weights(tmp_path):
     assert ict.ICT.unavailable_reason(None).startswith("weights missing: pass --weights ict=PATH")
     assert "not a folder" in ict.ICT.unavailable_reason(tmp_path / "absent")
-    assert "no ICT checkpoints" in ict.ICT.unavailable_reason(tmp_path)
+    assert "weights incomplete" in ict.ICT.unavailable_reason(tmp_path)
     with pytest.raises(MethodUnavailable, match="weights missing"):
         create_method("ict")
 

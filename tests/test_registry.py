@@ -8,6 +8,7 @@ import pytest
 from methods import registry
 from methods.base import Family, Inpainter, MethodUnavailable
 from methods.registry import available_methods, create_method, get_method_class, list_methods, register_method
+from methods.weights_record import WeightsFile, WeightsRecord
 
 
 def test_builtin_methods_are_registered():
@@ -51,7 +52,9 @@ def test_register_requires_inpainter_and_family():
 class _NeedsWeights(Inpainter):
     name = "test-needs-weights"
     family = Family.CNN
-    weights_needed = "a test file"
+    weights_record = WeightsRecord(takes="file", what="a test file",
+                                   files=(WeightsFile(path="", source="this test", licence="none"),),
+                                   verification="none")
 
     def __init__(self, weights: Path) -> None:
         self.weights = weights

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods import shipped
+from methods import shipped, weights_record
 from methods.checkpoint import CheckpointError
 from methods.lama import save_generator
 from methods.nets.configs import build_generator
@@ -62,12 +62,12 @@ def test_registered_with_shipped_weights_and_in_the_default_run():
     for name in ("lama-celebahq64", "relama-cbam-celebahq64"):
         assert name in list_methods()
         cls = get_method_class(name)
-        assert cls.weights_needed == "" and cls.in_default_run and cls.family.value == "fourier"
+        assert cls.weights_record.shipped and cls.in_default_run and cls.family.value == "fourier"
         assert cls.resolution.describe() == "runs at 64x64, resizes"
 
 
 def test_missing_shipped_file_makes_the_method_unavailable(tmp_path, monkeypatch):
-    monkeypatch.setattr(shipped, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(weights_record, "SHIPPED_DIR", tmp_path)
     reason = shipped.LaMaCelebAHQ64.unavailable_reason(None)
     assert reason is not None and "lama_celebahq64.safetensors" in reason and "reinstall" in reason
     with pytest.raises(Exception, match="reinstall"):
@@ -75,10 +75,10 @@ def test_missing_shipped_file_makes_the_method_unavailable(tmp_path, monkeypatch
 
 
 def test_shipped_file_is_used_by_default(tmp_path, monkeypatch):
-    monkeypatch.setattr(shipped, "DATA_DIR", tmp_path)
-    _tiny_weights(tmp_path, "relama-cbam").rename(tmp_path / shipped.ReLaMaCBAMCelebAHQ64.weights_file)
+    monkeypatch.setattr(weights_record, "SHIPPED_DIR", tmp_path)
+    _tiny_weights(tmp_path, "relama-cbam").rename(tmp_path / shipped.ReLaMaCBAMCelebAHQ64.weights_record.shipped)
     method = create_method("relama-cbam-celebahq64", device="cpu")
-    assert method.describe()["weights"] == shipped.ReLaMaCBAMCelebAHQ64.weights_file
+    assert method.describe()["weights"] == shipped.ReLaMaCBAMCelebAHQ64.weights_record.shipped
 
 
 def test_wrong_architecture_is_refused(tmp_path):
@@ -88,7 +88,7 @@ def test_wrong_architecture_is_refused(tmp_path):
 
 @pytest.mark.parametrize("cls", [shipped.LaMaCelebAHQ64, shipped.ReLaMaCBAMCelebAHQ64])
 def test_the_shipped_weights_load_and_have_a_model_card(cls):
-    path = cls.weights_path()
+    path = cls.weights_record.default_path()
     assert path.stat().st_size < 20e6
     assert path.with_suffix(".md").is_file()
     method = cls(device="cpu")

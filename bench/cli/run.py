@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 import time
-import types
-import typing
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -122,7 +119,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for name in weights:
         if name not in methods:
             raise UserError(f"--weights names {name}, which this run does not include: add it to --methods")
-        if "weights" not in inspect.signature(get_method_class(name).__init__).parameters:
+        if get_method_class(name).weights_record is None:
             raise UserError(f"--weights gives {name} a file, but {name} uses no weights: drop that --weights")
     return RunConfig(
         methods=methods, cases=cases, data=str(args.data) if args.data else None,
@@ -148,38 +145,12 @@ def _option_value(text: str) -> Any:
     return text
 
 
-_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", type(None): "none"}
-
-
-def _accepted(annotation: Any) -> list[Any]:
-    """The plain types an option's annotation accepts (``Path`` and other classes built from text count as str)."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return [kind for arg in typing.get_args(annotation) for kind in _accepted(arg)]
-    return [annotation if annotation in _TYPE_WORDS else str]
-
-
-def _typed(value: Any, annotation: Any) -> Any | None:
-    """``value`` as the annotation's type (an int where a float is declared becomes a float), or None."""
-    for kind in _accepted(annotation):
-        if kind is type(None) and value is None:
-            return value
-        if kind is bool and isinstance(value, bool):
-            return value
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if kind is str and isinstance(value, str):
-            return value
-    return None
-
-
 def parse_method_options(values: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
     """``METHOD.KEY=VALUE`` strings to ``{method: {key: value}}``.
 
-    Values are typed (numbers, true/false, none, else text) and checked against the type the adapter
-    declares for the option in its constructor's signature; an option given twice with different
-    values is refused. Ranges are the adapter's to check, when the runner builds it before its jobs.
+    Values are typed (numbers, true/false, none, else text) and checked against the option the adapter
+    declares (`methods.base.Option`: type, choices, range); an option given twice with different values
+    is refused.
     """
     options: dict[str, dict[str, Any]] = {}
     given: dict[tuple[str, str], str] = {}
@@ -195,25 +166,17 @@ def parse_method_options(values: list[str], methods: list[str]) -> dict[str, dic
             raise UserError(f"--option {method}.{key} is given twice ({given[(method, key)]!r} and {raw!r}): "
                             "keep one")
         given[(method, key)] = raw
-        declared = _declared_options(method)
+        declared = get_method_class(method).options
         if key not in declared:
             raise UserError(f"method {method!r} has no option {key!r}; its options: {', '.join(declared) or 'none'}")
-        typed = _typed(_option_value(raw), declared[key])
-        if typed is None and _option_value(raw) is not None:
-            kinds = " or ".join(dict.fromkeys(_TYPE_WORDS[kind] for kind in _accepted(declared[key])))
-            raise UserError(f"--option {method}.{key}={raw} is not {kinds}: pass {kinds}")
-        options.setdefault(method, {})[key] = typed
+        value = _option_value(raw)
+        if declared[key].kind is str and value is not None:
+            value = raw
+        try:
+            options.setdefault(method, {})[key] = declared[key].check(value)
+        except ValueError as error:
+            raise UserError(f"--option {method}.{key}={raw} {error}") from None
     return options
-
-
-def _declared_options(method: str) -> dict[str, Any]:
-    """Option name to annotation, from the adapter constructor's signature (``weights`` excluded)."""
-    init = get_method_class(method).__init__
-    hints = typing.get_type_hints(init)
-    parameters = inspect.signature(init).parameters
-    return {name: hints.get(name, Any) for name, parameter in parameters.items()
-            if name not in ("self", "weights") and parameter.kind in (parameter.KEYWORD_ONLY,
-                                                                      parameter.POSITIONAL_OR_KEYWORD)}
 
 
 def size_policy_text(config: RunConfig) -> str:

