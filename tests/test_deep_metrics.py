@@ -17,7 +17,7 @@ from torch import nn
 
 from bench.metrics import learned as deep_metrics
 from bench.metrics.learned import (
-    FIDKID, FID_RELIABLE_MIN_N, InceptionPool3, LPIPSMetric, frechet_distance, kernel_inception_distance,
+    FIDKID, FID_RELIABLE_MIN_N, InceptionFeatures, InceptionPool3, LPIPSMetric, frechet_distance, kernel_inception_distance,
     kid_subset_size, to_lpips_input,
 )
 from bench.metrics.backbones import WeightsLocations, WeightsUnavailable
@@ -86,7 +86,7 @@ def test_metrics_are_unavailable_without_weights(empty_locations):
     with pytest.raises(WeightsUnavailable, match="relama-bench weights fetch"):
         LPIPSMetric("alex", locations=empty_locations)
     with pytest.raises(WeightsUnavailable, match="relama-bench weights fetch"):
-        FIDKID(locations=empty_locations)
+        InceptionFeatures(locations=empty_locations)
     with pytest.raises(ValueError, match="alex"):
         LPIPSMetric("squeeze", locations=empty_locations)
 
@@ -170,7 +170,7 @@ class _MeanColourFeatures(nn.Module):
 
 
 def test_fidkid_update_compute_reset_and_small_n_flag():
-    metric = FIDKID(inception=_MeanColourFeatures(), batch_size=3)
+    metric = FIDKID(InceptionFeatures(inception=_MeanColourFeatures(), batch_size=3))
     metric.update(list(_images(4, (16, 16), 8)) + list(_images(3, (20, 12), 9)), real=True)
     metric.update(_images(7, (16, 16), 10) // 2, real=False)
     assert metric.features(True).shape == (7, 8)
@@ -183,3 +183,21 @@ def test_fidkid_update_compute_reset_and_small_n_flag():
     metric.update(_images(1, (16, 16), 12), real=False)
     empty = metric.compute()
     assert math.isnan(empty.fid) and empty.n == 1 and "at least 2" in empty.note
+
+
+def test_fidkid_states_merge_like_one_process():
+    """Split over two "processes" and merged, the state gives what one process sees (the distributed contract)."""
+    rng = np.random.default_rng(4)
+    real, fake = torch.from_numpy(rng.normal(size=(12, 8))).float(), torch.from_numpy(rng.normal(1, 1, (12, 8))).float()
+    whole = FIDKID()
+    whole.update_features(real, real=True)
+    whole.update_features(fake, real=False)
+    first, second = FIDKID(), FIDKID()
+    first.update_features(real[:5], real=True)
+    first.update_features(fake[:7], real=False)
+    second.update_features(real[5:], real=True)
+    second.update_features(fake[7:], real=False)
+    first.merge(second)
+    assert first.compute(seed=1) == whole.compute(seed=1)
+    with pytest.raises(ValueError, match="update_features"):
+        FIDKID().update(np.zeros((4, 4, 3), np.uint8), real=True)

@@ -329,11 +329,8 @@ class SetMetrics:
     note: str
 
 
-class FIDKID:
-    """FID and KID between real and generated images, in torchmetrics' update/compute/reset style.
-
-    Inception features are extracted once per image at :meth:`update` and kept (2048 float32 per
-    image); :meth:`compute` runs torchmetrics' FID and KID on them.
+class InceptionFeatures:
+    """Inception-v3 pool3 features of uint8 RGB images, the input of FID and KID.
 
     Parameters
     ----------
@@ -355,13 +352,9 @@ class FIDKID:
     def __init__(self, *, locations: WeightsLocations | None = None, device: str = "cpu", batch_size: int = 16,
                  inception: nn.Module | None = None) -> None:
         self.device = torch.device(device)
-        self.inception = inception if inception is not None else load_inception(locations, device)
+        self.inception = (inception.to(self.device) if inception is not None
+                          else load_inception(locations, str(self.device)))
         self.batch_size = batch_size
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every image seen."""
-        self._features: dict[bool, list[torch.Tensor]] = {True: [], False: []}
 
     @torch.no_grad()
     def extract(self, images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
@@ -374,13 +367,43 @@ class FIDKID:
             chunks.append(self.inception(batch.contiguous().to(self.device)).to(torch.float32).cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, InceptionPool3.num_features)
 
+
+class FIDKID:
+    """FID and KID between real and generated images, in torchmetrics' update/compute/reset style.
+
+    The state is the features of each side (``N x 2048`` float32 rows); states of several processes
+    or shards combine by concatenation (`merge`, torchmetrics' ``dist_reduce_fx="cat"``), and the
+    result does not depend on how the images were split. The one FID/KID computation of the suite:
+    production scoring (`bench.run.scoring.set_metrics`) feeds it cached features.
+
+    Parameters
+    ----------
+    extractor : InceptionFeatures, optional
+        Needed only by `update`, which takes images; `update_features` takes features directly.
+    """
+
+    def __init__(self, extractor: InceptionFeatures | None = None) -> None:
+        self.extractor = extractor
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every image seen."""
+        self._features: dict[bool, list[torch.Tensor]] = {True: [], False: []}
+
     def update(self, images: np.ndarray | Sequence[np.ndarray], real: bool) -> None:
         """Add uint8 ``H x W x 3`` RGB images to the real (originals) or generated set."""
-        self.update_features(self.extract(images), real)
+        if self.extractor is None:
+            raise ValueError("FIDKID.update takes images only with an extractor; pass features to update_features")
+        self.update_features(self.extractor.extract(images), real)
 
     def update_features(self, features: torch.Tensor, real: bool) -> None:
         """Add already extracted ``N x 2048`` features."""
         self._features[bool(real)].append(features.detach().to(torch.float32).cpu())
+
+    def merge(self, other: "FIDKID") -> None:
+        """Add the state of ``other`` (another process's or shard's images) to this one."""
+        for real in (True, False):
+            self._features[real].extend(other._features[real])
 
     def features(self, real: bool) -> torch.Tensor:
         """All features of one side, ``N x 2048``."""
@@ -400,7 +423,7 @@ class FIDKID:
 
 
 __all__ = [
-    "FIDKID", "FID_INDICATIVE_REASON", "FID_RELIABLE_MIN_N", "InceptionPool3", "LPIPSMetric", "SetMetrics",
+    "FIDKID", "FID_INDICATIVE_REASON", "FID_RELIABLE_MIN_N", "InceptionFeatures", "InceptionPool3", "LPIPSMetric", "SetMetrics",
     "WeightsUnavailable", "fid_unavailable_reason", "frechet_distance", "kernel_inception_distance",
     "kid_subset_size", "load_inception", "lpips_unavailable_reason", "to_lpips_input",
 ]

@@ -22,12 +22,10 @@ from tqdm import tqdm
 
 from bench.metrics.learned import (
     FID_INDICATIVE_REASON,
-    FID_RELIABLE_MIN_N,
     FIDKID,
+    InceptionFeatures,
     LPIPSMetric,
     fid_unavailable_reason,
-    frechet_distance,
-    kernel_inception_distance,
     lpips_unavailable_reason,
 )
 from bench.run.rundir import read_json, read_rgb_png, sample_path, write_json
@@ -87,7 +85,7 @@ def disabled_report() -> ScoringReport:
 
 
 def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, np.ndarray], *,
-              progress: bool = True) -> ScoringReport:
+              progress: bool = True, device: str = "cpu") -> ScoringReport:
     """Add LPIPS to every finished job record and cache Inception features of every image.
 
     Parameters
@@ -100,6 +98,8 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
         Image id to the uint8 RGB original.
     progress : bool
         Show a progress bar.
+    device : str
+        Torch device of the LPIPS and Inception backbones (a resolved one: ``cpu``, ``cuda[:N]``).
     """
     report = ScoringReport(lpips_unavailable_reason(LPIPS_NET), fid_unavailable_reason())
     todo = []
@@ -117,8 +117,8 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
                          if report.fid_unavailable is None and not original_feature_path(run_dir, image_id).exists()]
     if not todo and not missing_originals:
         return report
-    lpips_metric = LPIPSMetric(LPIPS_NET) if any(item[2] for item in todo) else None
-    extractor = FIDKID(batch_size=FEATURE_BATCH) if (missing_originals or any(item[3] for item in todo)) else None
+    lpips_metric = LPIPSMetric(LPIPS_NET, device=device) if any(item[2] for item in todo) else None
+    extractor = InceptionFeatures(device=device, batch_size=FEATURE_BATCH) if (missing_originals or any(item[3] for item in todo)) else None
     feature_jobs = [(original_feature_path(run_dir, image_id), lambda image_id=image_id: originals[image_id])
                     for image_id in missing_originals]
     with torch.inference_mode():
@@ -190,13 +190,13 @@ def set_metrics(run_dir: Path, rows: pd.DataFrame, *, seed: int = 0) -> pd.DataF
         n = len(real)
         if n < 2:
             continue
-        real_features = torch.from_numpy(np.concatenate(real))
-        fake_features = torch.from_numpy(np.concatenate(fake))
-        kid_mean, kid_std, subset_size = kernel_inception_distance(real_features, fake_features, seed=seed)
-        indicative = n < FID_RELIABLE_MIN_N
+        metric = FIDKID()
+        metric.update_features(torch.from_numpy(np.concatenate(real)), real=True)
+        metric.update_features(torch.from_numpy(np.concatenate(fake)), real=False)
+        result = metric.compute(seed=seed)
         records.append({
-            "method": method, "case": case, "fid": frechet_distance(real_features, fake_features),
-            "kid_mean": kid_mean, "kid_std": kid_std, "kid_subset_size": subset_size, "n": n,
-            "indicative": indicative, "note": FID_INDICATIVE_REASON if indicative else "",
+            "method": method, "case": case, "fid": result.fid, "kid_mean": result.kid_mean, "kid_std": result.kid_std,
+            "kid_subset_size": result.kid_subset_size, "n": n, "indicative": result.indicative,
+            "note": FID_INDICATIVE_REASON if result.indicative else "",
         })
     return pd.DataFrame(records, columns=SET_COLUMNS)
