@@ -160,28 +160,32 @@ def create_method(name: str, weights: Path | str | None = None, *, device: str |
     return cls(**arguments)
 
 
-def resolve_device(cls: type[Inpainter], requested: str | None) -> str:
-    """The torch device ``cls`` runs on for ``--device requested`` (one policy for every method).
+def pick_device(requested: str | None, supported: tuple[str, ...], user: str) -> str:
+    """The torch device for ``--device requested`` (one policy for methods and metric backbones).
 
-    ``auto`` (or None) is CUDA when the method supports it and a GPU is present, else the CPU;
-    ``cpu`` and ``cuda[:N]`` are taken as asked. Methods that declare no `devices` run on the CPU.
+    ``auto`` (or None) is CUDA when ``supported`` has it and a GPU is present, else the CPU; ``cpu``
+    and ``cuda[:N]`` are taken as asked.
 
     Raises
     ------
     MethodUnavailable
-        CUDA asked for but absent, or a device the method does not support.
+        CUDA asked for but absent, or a device ``user`` (a method or metric name) does not support.
     """
     import torch
 
     requested = requested or "auto"
     if requested == "auto":
-        return "cuda" if "cuda" in cls.devices and torch.cuda.is_available() else "cpu"
+        return "cuda" if "cuda" in supported and torch.cuda.is_available() else "cpu"
     kind = torch.device(requested).type
-    if not cls.devices:
-        return "cpu"
-    if kind not in cls.devices:
-        raise MethodUnavailable(f"{cls.name} runs on {', '.join(cls.devices)}, not on {requested}")
+    if kind not in supported:
+        raise MethodUnavailable(f"{user} runs on {', '.join(supported)}, not on {requested}")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise MethodUnavailable(f"{cls.name}: --device {requested} asked for CUDA, but torch sees no GPU here; "
+        raise MethodUnavailable(f"{user}: --device {requested} asked for CUDA, but torch sees no GPU here; "
                                 "use --device cpu or auto")
     return requested
+
+
+def resolve_device(cls: type[Inpainter], requested: str | None) -> str:
+    """The device method ``cls`` runs on for ``--device requested`` (`pick_device`); methods that
+    declare no `devices` run NumPy/OpenCV code on the CPU whatever is asked."""
+    return pick_device(requested, cls.devices, cls.name) if cls.devices else "cpu"

@@ -109,3 +109,30 @@ def test_entry_point_plugins_are_loaded(monkeypatch):
     with pytest.warns(UserWarning, match="broken"):
         names = list_methods()
     assert "test-plugin-method" in names and loaded
+
+
+def test_one_device_policy_for_every_method():
+    import torch
+
+    from methods.registry import pick_device, resolve_device
+
+    deep, classical = get_method_class("lama"), get_method_class("telea")
+    assert resolve_device(classical, "cuda:1") == "cpu"
+    assert resolve_device(deep, "cpu") == "cpu"
+    assert resolve_device(deep, "auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(MethodUnavailable, match="runs on cpu, not on cuda"):
+        pick_device("cuda", ("cpu",), "a CPU-only metric")
+    if not torch.cuda.is_available():
+        with pytest.raises(MethodUnavailable, match="no GPU"):
+            resolve_device(deep, "cuda:0")
+
+
+def test_device_option_accepts_the_policy_words_only():
+    import argparse
+
+    from bench.cli.options import device_option
+
+    assert [device_option(text) for text in ("auto", "cpu", "cuda", "cuda:1")] == ["auto", "cpu", "cuda", "cuda:1"]
+    for text in ("gpu", "cuda:", "mps"):
+        with pytest.raises(argparse.ArgumentTypeError, match="auto, cpu, cuda or cuda:N"):
+            device_option(text)

@@ -188,3 +188,15 @@ def test_ambiguous_user_masks_stop_with_one_sentence(tmp_path, layout, expected)
         _labelme(masks / "img0.json", "img1.png")
     with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         Runner(_user_run(tmp_path, data, masks), progress=False).run()
+
+
+def test_each_method_is_released_after_its_jobs_and_described_for_run_json(tmp_path, monkeypatch):
+    from bench.run import runner
+
+    monkeypatch.setitem(registry._REGISTRY, _SeesHoles.name, _SeesHoles)
+    data = write_photos(tmp_path / "data", 2, (40, 48))
+    config = RunConfig(methods=[_SeesHoles.name, "telea"], cases=["region"], data=str(data),
+                       runs_root=str(tmp_path / "runs"), learned_metrics=False, workers=1)
+    outcome = Runner(config, progress=False).run()
+    assert not [key for key in runner._METHOD_CACHE if key[0] in (_SeesHoles.name, "telea")]
+    assert outcome.method_details == {_SeesHoles.name: {}, "telea": {"radius": "3"}}

@@ -12,7 +12,7 @@ import numpy as np
 from bench.studies import erf
 from bench.errors import UserError
 from bench.report.document import Section, write_reports
-from bench.cli.options import comma_list, parse_weights_options
+from bench.cli.options import add_device_argument, comma_list, parse_weights_options
 from masks.cases import CASES
 
 
@@ -36,7 +36,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, default=None, help="folder of images; default: the embedded set")
     parser.add_argument("--seed", type=int, default=0, help="seed of masks, noise and fresh weights (default 0)")
     parser.add_argument("--batch-size", type=int, default=4, help="inputs per backward pass (default 4)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(parser)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where output folders go (default runs/)")
     parser.add_argument("--out", default=None, help="output folder name; default: erf-<hash of the arguments>")
     parser.set_defaults(func=erf_command)

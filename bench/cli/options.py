@@ -1,7 +1,9 @@
-"""Parsing of options shared by several commands: comma-separated lists and ``--weights METHOD=PATH``."""
+"""Options shared by several commands: comma-separated lists, ``--weights METHOD=PATH`` and ``--device``."""
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -41,3 +43,21 @@ def parse_weights_options(values: Iterable[str]) -> dict[str, Path]:
             raise UserError(f"--weights gives {name} two files ({weights[name]} and {chosen}): keep one")
         weights[name] = chosen
     return weights
+
+
+#: ``--device`` values: the policy lives in `methods.registry.pick_device`.
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def device_option(text: str) -> str:
+    """argparse type of ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto, cpu, cuda or cuda:N")
+    return text
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device`` for methods and metric backbones alike (default auto)."""
+    parser.add_argument("--device", type=device_option, default="auto",
+                        help="torch device of deep methods and metric backbones: auto (CUDA when present), cpu, "
+                             "cuda or cuda:N; OpenCV/NumPy methods always run on the CPU")

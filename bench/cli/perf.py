@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.cli.options import comma_list, parse_weights_options
+from bench.cli.options import add_device_argument, comma_list, parse_weights_options
 from bench.errors import UserError
 from bench.studies.perf import DEFAULT_SIZES, RANDOM_WEIGHTS_LABEL, format_table, perf_study, write_tables
 from methods.registry import list_methods
@@ -26,6 +26,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, default=Path("perf"), help="folder for perf.csv and perf.md")
+    add_device_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = _parse_sizes(args.sizes)
     names = comma_list(args.methods, "--methods") or list_methods()
     study = perf_study(names, weights, sizes, repeats=args.repeats, warmup=args.warmup,
-                       random_weights=args.random_weights)
+                       random_weights=args.random_weights, device=args.device)
     print(format_table(study.rows))
     if any(row.weights == RANDOM_WEIGHTS_LABEL for row in study.rows):
         print("rows with 'random (timing only)' weights measure speed and memory only; their images are meaningless")

@@ -19,7 +19,7 @@ from bench.errors import UserError
 from bench.run.rundir import write_json, write_text
 from bench.report.build import build_report
 from bench.run.runner import USER_CASE, Runner, default_worker_count
-from bench.cli.options import comma_list, parse_weights_options
+from bench.cli.options import add_device_argument, comma_list, parse_weights_options
 from masks.cases import CASES
 from methods.registry import get_method_class, list_methods
 
@@ -69,6 +69,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                      help="name of the run directory; default: derived from the arguments, so a rerun resumes")
     run.add_argument("--reference", default=None, help="reference method of paired comparisons (default lama, else telea)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_argument(run)
     run.set_defaults(func=run_command)
 
     report = subparsers.add_parser("report", help="re-render the report of a finished run from its cached results")
@@ -127,7 +128,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         mask_threshold=args.mask_threshold, limit=args.limit, size=args.size, max_side=args.max_side,
         seed=args.seed, weights=weights, learned_metrics=not args.no_learned_metrics, samples=args.samples,
         options=parse_method_options(args.option, methods), workers=args.workers, figure_rows=args.figure_rows,
-        runs_root=str(args.runs_dir), run_id=args.run_id,
+        runs_root=str(args.runs_dir), run_id=args.run_id, device=args.device,
     )
 
 
@@ -202,10 +203,7 @@ def write_run_files(config: RunConfig, outcome, started: float, command: str) ->
     method_facts = []
     for name in methods_run:
         cls = get_method_class(name)
-        try:
-            details = outcome.methods[name].describe()
-        except Exception:  # describing is best effort; failures already show in errors.csv
-            details = {}
+        details = outcome.method_details.get(name, {})
         method_facts.append({"name": name, "family": cls.family.value, "resolution": cls.resolution.describe(),
                              "details": details})
     meta = {

@@ -16,7 +16,7 @@ from bench.errors import UserError
 
 #: Fields that do not change inference results, left out of the run id so a rerun with another
 #: worker count or figure size, or with learned metrics turned on, resumes the same run.
-_NOT_IN_RUN_ID = {"workers", "figure_rows", "runs_root", "run_id", "learned_metrics"}
+_NOT_IN_RUN_ID = {"workers", "figure_rows", "runs_root", "run_id", "learned_metrics", "device"}
 #: The link to the newest run inside the runs folder; no run may take its name.
 LATEST_LINK = "latest"
 RUN_ID_MAX_CHARS = 100
@@ -38,7 +38,9 @@ class RunConfig:
     ``methods`` and ``cases`` are lists of names; ``data`` is a folder or ``None`` for the embedded
     default images; ``masks`` a folder of user masks or ``None`` for the generated cases;
     ``samples`` is how many completions methods that can sample draw per image (for diversity);
-    ``options`` maps a method name to keyword options of its adapter (e.g. Telea's ``radius``).
+    ``options`` maps a method name to keyword options of its adapter (e.g. Telea's ``radius``);
+    ``device`` is ``--device`` (auto, cpu, cuda[:N]) for deep methods and metric backbones; like the
+    worker count it is left out of the run id (devices agree to float rounding).
     """
 
     methods: list[str]
@@ -59,6 +61,7 @@ class RunConfig:
     figure_rows: int = 8
     runs_root: str = "runs"
     run_id: str | None = None
+    device: str = "auto"
 
     def fingerprint(self) -> str:
         """Hash of the result-determining fields."""

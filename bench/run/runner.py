@@ -41,9 +41,9 @@ from bench.run.scoring import ScoringReport, disabled_report, feature_path, orig
 from bench.run.workers import run_parallel
 from masks.cases import case_mask, get_case
 from masks.io import MaskFileError, read_labelme, read_mask_png, write_mask_png
-from methods.base import Family, Inpainter
+from methods.base import Inpainter
 from methods.checkpoint import CheckpointError
-from methods.registry import create_method, get_method_class
+from methods.registry import create_method, get_method_class, pick_device, resolve_device
 
 USER_CASE = "user"
 NOTHING_TO_FILL = "nothing to fill"
@@ -77,6 +77,7 @@ class JobSpec:
     record_path: Path
     samples: int = 1
     options: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
 
 
 @dataclass
@@ -91,7 +92,8 @@ class RunOutcome:
     cached_jobs: int
     images: list[BenchImage] = field(default_factory=list)
     scoring: ScoringReport | None = None
-    methods: dict[str, Inpainter] = field(default_factory=dict)
+    #: ``describe()`` of each method that ran, taken when it was loaded (for ``run.json``).
+    method_details: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def job_seed(seed: int, case: str, image_id: str) -> int:
@@ -104,26 +106,31 @@ def composite(image: np.ndarray, prediction: np.ndarray, hole_mask: np.ndarray) 
     return np.where(hole_mask[:, :, None], prediction, image).astype(np.uint8)
 
 
-_METHOD_CACHE: dict[tuple[str, str | None, str | None, str], Inpainter] = {}
+_METHOD_CACHE: dict[tuple[str, str | None, str | None, str, str], Inpainter] = {}
 
 
 def method_instance(name: str, weights: str | None, options: dict[str, Any],
-                    weights_digest: str | None = None) -> Inpainter:
-    """The method built once per process for these weights (path and content) and options."""
-    key = (name, weights, weights_digest, repr(sorted(options.items())))
+                    weights_digest: str | None = None, device: str = "auto") -> Inpainter:
+    """The method loaded once for these weights (path and content), options and device, kept until
+    `release_method` (the runner releases a method when its jobs are done)."""
+    key = (name, weights, weights_digest, repr(sorted(options.items())), device)
     if key not in _METHOD_CACHE:
-        _METHOD_CACHE[key] = create_method(name, weights=weights, **options)
+        _METHOD_CACHE[key] = create_method(name, weights=weights, device=device, **options)
     return _METHOD_CACHE[key]
 
 
-@functools.cache
-def device_kind(family: Family) -> str:
-    """The kind of device a method of ``family`` computes on by default; part of a job's identity."""
-    if family is Family.TRADITIONAL:
-        return "cpu"
+def release_method(name: str) -> None:
+    """Drop every loaded instance of ``name``, freeing its weights and device memory."""
+    for key in [key for key in _METHOD_CACHE if key[0] == name]:
+        del _METHOD_CACHE[key]
+
+
+def device_kind(name: str, requested: str) -> str:
+    """The kind of device (``cpu``, ``cuda``) method ``name`` computes on for ``--device requested``;
+    part of a job's identity."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(resolve_device(get_method_class(name), requested)).type
 
 
 @functools.cache
@@ -158,7 +165,7 @@ def execute_job(spec: JobSpec) -> dict:
     note = ""
     extra_samples: list[np.ndarray] = []
     # Loading the method (weights, first use) is not part of the per-image time.
-    method = (method_instance(job.method, spec.weights, spec.options, spec.weights_digest)
+    method = (method_instance(job.method, spec.weights, spec.options, spec.weights_digest, spec.device)
               if hole_mask.any() else None)
     start = time.perf_counter()
     if method is None:
@@ -348,18 +355,20 @@ class Runner:
         return runnable, skipped
 
     def load_methods(self, names: list[str], digests: ContentDigests
-                     ) -> tuple[dict[str, Inpainter], dict[str, str | None], dict[str, str]]:
-        """Build each method once, before its jobs.
+                     ) -> tuple[dict[str, dict[str, str]], dict[str, str | None], dict[str, str]]:
+        """Build each method once before the jobs, to refuse bad options and skip unloadable methods
+        up front, and release it again: one model is in memory at a time, and its jobs load it anew.
 
-        Returns the built methods, the content digest of each one's weights, and the methods that
-        could not be built with the one-line reason (their jobs are skipped, not failed one by one).
+        Returns each loadable method's ``describe()``, the content digest of each one's weights, and the
+        methods that could not be built with the one-line reason (their jobs are skipped, not failed one
+        by one).
 
         Raises
         ------
         UserError
             A method refuses the ``--option`` values it was given.
         """
-        built: dict[str, Inpainter] = {}
+        built: dict[str, dict[str, str]] = {}
         weights_digests: dict[str, str | None] = {}
         skipped: dict[str, str] = {}
         for name in names:
@@ -368,7 +377,9 @@ class Runner:
             try:
                 source = get_method_class(name).weights_source(Path(weights) if weights else None)
                 weights_digests[name] = digests.path(source) if source is not None else None
-                built[name] = method_instance(name, weights, options, weights_digests[name])
+                method = method_instance(name, weights, options, weights_digests[name], self.config.device)
+                built[name] = describe(method)
+                release_method(name)
             except Exception as error:  # whatever stops a method from loading skips it, with the reason
                 message = _first_line(error)
                 if options and isinstance(error, (TypeError, ValueError)) and not isinstance(error, CheckpointError):
@@ -383,7 +394,6 @@ class Runner:
         mask_digests = {case: {image_id: array_digest(mask) for image_id, mask in case_masks.items()}
                         for case, case_masks in masks.items()}
         for method in methods:
-            family = get_method_class(method).family
             options = self.config.options.get(method, {})
             for case in self.config.cases:
                 for bench_image in images:
@@ -392,7 +402,7 @@ class Runner:
                     identity = JobIdentity(
                         method=method, case=case, image_id=bench_image.image_id,
                         image=image_digests[bench_image.image_id], mask=mask_digests[case][bench_image.image_id],
-                        weights=weights_digests[method], device=device_kind(family), seed=seed,
+                        weights=weights_digests[method], device=device_kind(method, self.config.device), seed=seed,
                         samples=self.config.samples, options=options, software=software,
                     )
                     folder = self.run_dir / "pred" / method / case
@@ -408,6 +418,7 @@ class Runner:
                         record_path=folder / f"{bench_image.image_id}.json",
                         samples=self.config.samples,
                         options=options,
+                        device=self.config.device,
                     )
 
     def _check_holes(self, masks: dict[str, dict[str, np.ndarray]]) -> None:
@@ -474,26 +485,38 @@ class Runner:
         try:
             if parallel:
                 run_parallel(execute_job, parallel, self.config.workers, finished)
-            for spec in serial:
+            for index, spec in enumerate(serial):
                 bar.set_postfix_str(f"{spec.job.method}/{spec.job.case}")
                 try:
                     execute_job(spec)
                 except Exception as error:  # one failed job must not stop the run
                     record_error(spec, error)
                 bar.update()
+                # Jobs come grouped by method: once a method's last job is done its weights are released.
+                if index + 1 == len(serial) or serial[index + 1].job.method != spec.job.method:
+                    release_method(spec.job.method)
         finally:
             bar.close()
         write_table(errors_path, pd.DataFrame(errors, columns=columns))
         if self.config.learned_metrics:
             scoring = score_run(self.run_dir, [spec.record_path for spec in specs if is_finished(spec)],
-                                {image.image_id: image.image for image in images}, progress=self.progress)
+                                {image.image_id: image.image for image in images}, progress=self.progress,
+                                device=pick_device(self.config.device, ("cpu", "cuda"), "LPIPS and Inception"))
         else:
             scoring = disabled_report()
         rows = collect_rows(self.run_dir, specs)
         write_table(self.run_dir / "rows.parquet", rows)
         return RunOutcome(self.run_dir, rows, pd.DataFrame(errors, columns=columns),
                           skipped, computed_jobs=len(pending) - len(errors), cached_jobs=len(specs) - len(pending),
-                          images=images, scoring=scoring, methods=built)
+                          images=images, scoring=scoring, method_details=built)
+
+
+def describe(method: Inpainter) -> dict[str, str]:
+    """``method.describe()``; describing is best effort (an empty dict when it fails)."""
+    try:
+        return method.describe()
+    except Exception:  # a method that cannot describe itself still ran; run.json says nothing about it
+        return {}
 
 
 def _option_text(value: Any) -> str:
@@ -513,9 +536,8 @@ def _same_file(path: Path, source: str) -> bool:
 
 
 def _is_cpu_method(name: str) -> bool:
-    from methods.base import Family
-
-    return get_method_class(name).family is Family.TRADITIONAL
+    # Methods that take no torch device run NumPy/OpenCV code, which the worker processes parallelise.
+    return not get_method_class(name).devices
 
 
 ROW_COLUMNS = ["method", "family", "case", "image_id", "sample", "samples", "height", "width", "hole_fraction",
