@@ -31,54 +31,13 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.run.rundir import read_json, write_table, write_text
-from bench.metrics.pixel import HIGHER_IS_BETTER
+from bench.metrics.catalogue import CATALOGUE, DEFAULT_TOLERANCE, Tolerance
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """How far a mean may move before the check reports it.
-
-    Parameters
-    ----------
-    value : float
-        Allowed absolute difference, or allowed fraction of the baseline's magnitude when ``relative``.
-    relative : bool
-        Whether ``value`` is relative to the baseline mean.
-    unit : str
-        Unit for messages.
-    """
-
-    value: float
-    relative: bool = False
-    unit: str = ""
-
-    def allowed(self, baseline: float) -> float:
-        """The largest difference from ``baseline`` that still passes."""
-        return self.value * abs(baseline) if self.relative else self.value
-
-    def describe(self) -> str:
-        """The tolerance for messages, e.g. ``0.05 dB`` or ``2 %``."""
-        return f"{self.value * 100:g} %" if self.relative else f"{self.value:g}{self.unit}"
-
-
-#: Per-metric tolerances of the mean. They absorb floating-point differences between machines and
-#: library builds (OpenCV's SIMD paths, BLAS) while catching any change a reader of the tables would
-#: notice at the precision they are printed with.
-TOLERANCES: dict[str, Tolerance] = {
-    "psnr": Tolerance(0.05, unit=" dB"),
-    "psnr_hole": Tolerance(0.05, unit=" dB"),
-    "ssim": Tolerance(0.002),
-    "ssim_hole": Tolerance(0.002),
-    "l1": Tolerance(0.0005),
-    "l1_hole": Tolerance(0.0005),
-    "lpips": Tolerance(0.002),
-    "fid": Tolerance(0.02, relative=True),
-    "kid": Tolerance(0.05, relative=True),
-}
-#: Tolerance of metrics not listed above: 1 % of the baseline value.
-DEFAULT_TOLERANCE = Tolerance(0.01, relative=True)
+#: Per-metric tolerances of the mean (see `bench.metrics.catalogue.MetricSpec.tolerance`).
+TOLERANCES: dict[str, Tolerance] = {name: spec.tolerance for name, spec in CATALOGUE.items()}
 #: Direction of every metric the check knows: True when larger is better.
-DIRECTIONS: dict[str, bool] = {**HIGHER_IS_BETTER, "fid": False, "kid": False}
+DIRECTIONS: dict[str, bool] = {name: spec.higher_is_better for name, spec in CATALOGUE.items()}
 
 KEY = ["method", "case", "metric"]
 SUMMARY_COLUMNS = ["method", "case", "metric", "mean", "std", "ci_low", "ci_high", "n"]

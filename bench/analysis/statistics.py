@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from bench.errors import UserError
-from bench.metrics.pixel import HIGHER_IS_BETTER
+from bench.metrics.catalogue import CATALOGUE, PER_IMAGE_METRICS
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
@@ -51,7 +51,7 @@ def scored_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 def metric_columns(rows: pd.DataFrame) -> list[str]:
     """The metric columns present in ``rows``, in report order."""
-    return [name for name in HIGHER_IS_BETTER if name in rows.columns]
+    return [name for name in PER_IMAGE_METRICS if name in rows.columns]
 
 
 def summarise(rows: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
@@ -120,7 +120,7 @@ def paired_comparison(rows: pd.DataFrame, reference: str, metrics: list[str] | N
         for metric in metrics:
             pair = joined[[metric, f"{metric}_ref"]].replace([np.inf, -np.inf], np.nan).dropna()
             difference = (pair[metric] - pair[f"{metric}_ref"]).to_numpy()
-            sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+            sign = 1.0 if CATALOGUE[metric].higher_is_better else -1.0
             wins = float(np.mean((sign * difference > 0) + 0.5 * (difference == 0))) if difference.size else float("nan")
             low, high = bootstrap_ci(difference)
             records.append({

@@ -13,7 +13,7 @@ from bench.studies import sweeps
 from bench.run.data import default_images, folder_images
 from bench.cli.erf import arguments_hash
 from bench.errors import UserError
-from bench.report.model import METRIC_LABELS, format_value
+from bench.metrics.catalogue import HOLE_PIXEL_METRICS, format_interval, format_value, label
 from bench.report.document import Section, write_reports
 from bench.cli.options import comma_list, parse_weights_options
 from masks.cases import CASES
@@ -21,7 +21,7 @@ from methods.base import Inpainter, MethodUnavailable
 from methods.registry import create_method, get_method_class, list_methods
 
 #: Metrics with a figure and a table in the sweep reports.
-KEY_METRICS = ("psnr_hole", "ssim_hole", "l1_hole")
+KEY_METRICS = HOLE_PIXEL_METRICS
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
@@ -160,8 +160,7 @@ def _progress(message: str) -> None:
 
 
 def _cell(metric: str, row: pd.Series) -> str:
-    return (f"{format_value(metric, row['mean'])} "
-            f"[{format_value(metric, row['ci_low'])}, {format_value(metric, row['ci_high'])}]")
+    return format_interval(metric, row["mean"], row["ci_low"], row["ci_high"])
 
 
 def resolution_sections(rows: pd.DataFrame, out_dir: Path, duration: float) -> list[Section]:
@@ -182,10 +181,10 @@ def resolution_sections(rows: pd.DataFrame, out_dir: Path, duration: float) -> l
         table = data.pivot_table(index=["case", "method"], columns="resolution", values="cell", aggfunc="first",
                                  sort=False).reset_index()
         table.columns = [str(column) for column in table.columns]
-        section.tables.append((METRIC_LABELS.get(metric, metric), table))
+        section.tables.append((label(metric), table))
         relative = f"figures/resolution_{metric}.png"
-        sweeps.resolution_figure(summary, metric, out_dir / relative, label=METRIC_LABELS.get(metric, metric))
-        section.figures.append((f"{METRIC_LABELS.get(metric, metric)} against resolution", relative))
+        sweeps.resolution_figure(summary, metric, out_dir / relative, label=label(metric))
+        section.figures.append((f"{label(metric)} against resolution", relative))
     timing = rows.groupby(["method", "resolution"], sort=False)["wall_time_s"].median().unstack("resolution")
     timing = timing.map(lambda value: f"{value:.3f}").reset_index()
     timing.columns = [str(column) for column in timing.columns]
@@ -212,8 +211,8 @@ def area_sections(rows: pd.DataFrame, out_dir: Path, duration: float) -> list[Se
         table = table[sorted(table.columns)].fillna("-").reset_index()
         table.columns = [f"{column * 100:.0f}-{(column + sweeps.FINE_BIN_WIDTH) * 100:.0f}%"
                          if isinstance(column, float) else str(column) for column in table.columns]
-        section.tables.append((f"{METRIC_LABELS.get(metric, metric)} by hole-area bin", table))
+        section.tables.append((f"{label(metric)} by hole-area bin", table))
         relative = f"figures/area_{metric}.png"
-        sweeps.area_figure(bins, metric, out_dir / relative, label=METRIC_LABELS.get(metric, metric))
-        section.figures.append((f"{METRIC_LABELS.get(metric, metric)} against hole size", relative))
+        sweeps.area_figure(bins, metric, out_dir / relative, label=label(metric))
+        section.figures.append((f"{label(metric)} against hole size", relative))
     return [section]

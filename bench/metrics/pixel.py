@@ -20,10 +20,8 @@ from skimage.metrics import structural_similarity
 
 SSIM_SIGMA = 1.5
 SSIM_CONVENTION = "RGB, per channel, 11x11 Gaussian window, sigma 1.5 (LaMa's evaluation convention)"
+#: What `pixel_metrics` computes; labels, directions and tolerances live in `bench.metrics.catalogue`.
 METRIC_NAMES = ("psnr", "ssim", "l1", "psnr_hole", "ssim_hole", "l1_hole")
-#: True when larger is better, for each metric the suite reports.
-HIGHER_IS_BETTER = {"lpips": False, "psnr": True, "ssim": True, "l1": False, "psnr_hole": True,
-                    "ssim_hole": True, "l1_hole": False}
 
 
 def psnr(mse: float) -> float:

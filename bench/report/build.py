@@ -16,7 +16,8 @@ from bench.analysis.statistics import area_bins, choose_reference, metric_column
 from bench.report import figures
 from bench.report.html import write_html
 from bench.report.markdown import render_markdown
-from bench.report.model import METRIC_LABELS, ReportData, case_table, load_run, method_labels
+from bench.metrics.catalogue import label
+from bench.report.model import ReportData, case_table, load_run, method_labels
 from bench.run.rundir import read_rgb_png, sample_path, write_table, write_text
 from bench.run.scoring import set_metrics
 from masks.io import read_mask_png
@@ -81,7 +82,7 @@ def _draw_figures(data: ReportData, metrics: list[str]) -> None:
     for metric in metrics:
         if not data.bins[data.bins["metric"] == metric].empty:
             relative = f"figures/area_{metric}.png"
-            figures.area_curve(data.bins, metric, run_dir / relative, ylabel=METRIC_LABELS.get(metric, metric))
+            figures.area_curve(data.bins, metric, run_dir / relative, ylabel=label(metric))
             data.curve_paths[metric] = relative
     _draw_sample_grids(data, image_ids, originals)
     quality_metric = "lpips" if "lpips" in metrics else "psnr_hole"

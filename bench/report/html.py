@@ -20,8 +20,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from bench.run.rundir import write_text
-from bench.metrics.pixel import HIGHER_IS_BETTER, SSIM_CONVENTION
-from bench.report.model import METRIC_LABELS, ReportData, format_value, learned_metric_lines, method_labels
+from bench.metrics.catalogue import (CATALOGUE, best_labels, format_bounds, format_interval, format_value,
+                                     label_with_arrow)
+from bench.metrics.pixel import SSIM_CONVENTION
+from bench.report.model import ReportData, learned_metric_lines, method_labels
 from bench.analysis.statistics import CONFIDENCE, N_RESAMPLES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -39,10 +41,7 @@ def _environment() -> Environment:
 
 def metric_label(metric: str) -> str:
     """Column label of ``metric`` with an arrow saying which direction is better."""
-    label = METRIC_LABELS.get(metric, metric)
-    if metric in HIGHER_IS_BETTER:
-        label += " ↑" if HIGHER_IS_BETTER[metric] else " ↓"
-    return label
+    return label_with_arrow(metric)
 
 
 class _Figures:
@@ -58,21 +57,6 @@ class _Figures:
         return {"src": quote(relative_path), "caption": caption, "anchor": f"figure-{self.count}"}
 
 
-def _interval_text(metric: str, mean: float, low: float, high: float) -> str:
-    return f"{format_value(metric, mean)} [{format_value(metric, low)}, {format_value(metric, high)}]"
-
-
-def _best_methods(cells: pd.DataFrame, metric: str) -> set[str]:
-    """Methods whose finite mean is the best of the case (all of them on an exact tie)."""
-    if metric not in HIGHER_IS_BETTER:
-        return set()
-    means = cells["mean"].replace([np.inf, -np.inf], np.nan).dropna()
-    if len(cells) < 2 or means.empty:
-        return set()
-    best = means.max() if HIGHER_IS_BETTER[metric] else means.min()
-    return set(means[means == best].index)
-
-
 def case_sections(data: ReportData, figure: _Figures) -> list[dict[str, Any]]:
     """Per case: one row per method with ``mean [CI]`` per metric, the best mean flagged, and N."""
     sections = []
@@ -86,7 +70,7 @@ def case_sections(data: ReportData, figure: _Figures) -> list[dict[str, Any]]:
         body = {method: {"method": labels.get(method, method), "cells": [], "n": 0} for method in methods}
         for metric in metrics:
             cells = cases_rows[cases_rows["metric"] == metric].set_index("method")
-            best = _best_methods(cells, metric)
+            best = best_labels(cells["mean"], metric)
             for method in methods:
                 if method not in cells.index:
                     body[method]["cells"].append({"mean": "n/a", "ci": "", "best": False})
@@ -94,27 +78,28 @@ def case_sections(data: ReportData, figure: _Figures) -> list[dict[str, Any]]:
                 cell = cells.loc[method]
                 body[method]["cells"].append({
                     "mean": format_value(metric, cell["mean"]),
-                    "ci": f"[{format_value(metric, cell['ci_low'])}, {format_value(metric, cell['ci_high'])}]",
+                    "ci": format_bounds(metric, cell["ci_low"], cell["ci_high"]),
                     "best": method in best,
                 })
                 body[method]["n"] = max(body[method]["n"], int(cell["n"]))
         sets = data.set_metrics[data.set_metrics["case"] == case] if not data.set_metrics.empty else data.set_metrics
         if not sets.empty:
-            columns += ["FID ↓", "KID×1000 ↓"]
+            columns += [label_with_arrow("fid"), label_with_arrow("kid")]
             indexed = sets.set_index("method")
-            best_fid = {indexed["fid"].idxmin()} if indexed["fid"].notna().any() else set()
-            best_kid = {indexed["kid_mean"].idxmin()} if indexed["kid_mean"].notna().any() else set()
+            best_fid = best_labels(indexed["fid"].reindex(methods), "fid")
+            best_kid = best_labels(indexed["kid_mean"].reindex(methods), "kid")
             for method in methods:
                 if method not in indexed.index:
                     body[method]["cells"] += [{"mean": "n/a", "ci": "", "best": False}] * 2
                     continue
                 cell = indexed.loc[method]
                 body[method]["cells"].append({
-                    "mean": f"{cell['fid']:.2f}", "ci": f"(N {int(cell['n'])}{', indicative' if cell['indicative'] else ''})",
-                    "best": method in best_fid and len(methods) > 1})
+                    "mean": format_value("fid", cell["fid"]),
+                    "ci": f"(N {int(cell['n'])}{', indicative' if cell['indicative'] else ''})",
+                    "best": method in best_fid})
                 body[method]["cells"].append({
-                    "mean": f"{cell['kid_mean'] * 1000:.2f}", "ci": f"± {cell['kid_std'] * 1000:.2f}",
-                    "best": method in best_kid and len(methods) > 1})
+                    "mean": format_value("kid", cell["kid_mean"] * 1000),
+                    "ci": f"± {format_value('kid', cell['kid_std'] * 1000)}", "best": method in best_kid})
         sections.append({"case": case, "columns": columns, "rows": list(body.values()),
                          "grid": figure(data.grid_paths.get(case), f"Case {case}: original, mask, masked input "
                                                                    "and every method's result")})
@@ -123,12 +108,12 @@ def case_sections(data: ReportData, figure: _Figures) -> list[dict[str, Any]]:
 
 def _reading(metric: str, low: float, high: float) -> str:
     """Plain-language reading of a paired difference's confidence interval."""
-    if metric not in HIGHER_IS_BETTER or not (np.isfinite(low) and np.isfinite(high)):
+    if metric not in CATALOGUE or not (np.isfinite(low) and np.isfinite(high)):
         return "n/a"
     if low <= 0 <= high:
         return "no clear difference"
     higher = low > 0
-    return "better" if higher == HIGHER_IS_BETTER[metric] else "worse"
+    return "better" if higher == CATALOGUE[metric].higher_is_better else "worse"
 
 
 def paired_rows(data: ReportData) -> list[dict[str, str]]:
@@ -138,7 +123,7 @@ def paired_rows(data: ReportData) -> list[dict[str, str]]:
         metric = row["metric"]
         rows.append({
             "method": row["method"], "case": row["case"], "metric": metric_label(metric),
-            "difference": _interval_text(metric, row["mean_diff"], row["ci_low"], row["ci_high"]),
+            "difference": format_interval(metric, row["mean_diff"], row["ci_low"], row["ci_high"]),
             "p": "n/a" if not np.isfinite(row["p_wilcoxon"]) else f"{row['p_wilcoxon']:.3g}",
             "win_rate": "n/a" if not np.isfinite(row["win_rate"]) else f"{row['win_rate']:.2f}",
             "n": str(int(row["n"])), "reading": _reading(metric, row["ci_low"], row["ci_high"]),

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics.pixel import SSIM_CONVENTION
-from bench.report.model import METRIC_LABELS, ReportData, format_value, learned_metric_lines
+from bench.metrics.catalogue import format_interval, format_value, label
+from bench.report.model import ReportData, learned_metric_lines
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
@@ -66,7 +67,7 @@ def render_markdown(data: ReportData) -> str:
                   "p-value, and win rate (share of images where the method is better; ties count half).", ""]
         shown = data.paired.copy()
         shown["difference [95% CI]"] = [
-            f"{format_value(m, d)} [{format_value(m, lo)}, {format_value(m, hi)}]"
+            format_interval(m, d, lo, hi)
             for m, d, lo, hi in zip(shown["metric"], shown["mean_diff"], shown["ci_low"], shown["ci_high"])
         ]
         shown["p"] = shown["p_wilcoxon"].map(lambda p: "n/a" if np.isnan(p) else f"{p:.3g}")
@@ -78,7 +79,7 @@ def render_markdown(data: ReportData) -> str:
         key_metric = "lpips" if "lpips" in set(data.bins["metric"]) else "psnr_hole"
         pivot = data.bins[data.bins["metric"] == key_metric].pivot_table(
             index="method", columns="bin", values="mean", sort=False)
-        lines += [f"{METRIC_LABELS.get(key_metric, key_metric)}:", "",
+        lines += [f"{label(key_metric)}:", "",
                   pivot.map(lambda v: format_value(key_metric, v)).reset_index().to_markdown(index=False), ""]
         lines += [f"![{metric} by area]({path})" for metric, path in data.curve_paths.items()]
         lines.append("")

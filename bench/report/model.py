@@ -10,26 +10,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.errors import UserError
 from bench.run.rundir import read_json
-from bench.metrics.pixel import HIGHER_IS_BETTER
+from bench.metrics.catalogue import best_labels, format_interval, format_value, label_with_arrow
 from bench.metrics.learned import FID_INDICATIVE_REASON, FID_RELIABLE_MIN_N
-
-METRIC_LABELS = {
-    "psnr": "PSNR (dB)", "ssim": "SSIM", "l1": "L1", "psnr_hole": "PSNR hole (dB)",
-    "ssim_hole": "SSIM hole", "l1_hole": "L1 hole", "lpips": "LPIPS",
-}
-METRIC_DECIMALS = {"psnr": 2, "psnr_hole": 2}
-
-
-def format_value(metric: str, value: float) -> str:
-    if value is None or not np.isfinite(value):
-        return "n/a" if value is None or np.isnan(value) else ("inf" if value > 0 else "-inf")
-    return f"{value:.{METRIC_DECIMALS.get(metric, 4)}f}"
-
 
 @dataclass
 class ReportData:
@@ -81,29 +67,24 @@ def method_labels(meta: dict) -> dict[str, str]:
 def case_table(summary: pd.DataFrame, case: str, metrics: list[str],
                set_metrics: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per method: ``mean [low, high]`` per metric, FID and KID when available, the best value
-    of each column in bold, and N."""
+    of each column in bold (every tied best, `bench.metrics.catalogue.best_labels`), and N."""
     data = summary[summary["case"] == case]
     methods = list(dict.fromkeys(data["method"]))
     table = pd.DataFrame({"method": methods})
     for metric in metrics:
         cells = data[data["metric"] == metric].set_index("method")
-        means = cells["mean"].replace([np.inf, -np.inf], np.nan)
-        best = None
-        if means.notna().any():
-            best = means.idxmax() if HIGHER_IS_BETTER[metric] else means.idxmin()
+        best = best_labels(cells["mean"].reindex(methods), metric)
         column = []
         for method in methods:
             cell = cells.loc[method]
-            text = (f"{format_value(metric, cell['mean'])} "
-                    f"[{format_value(metric, cell['ci_low'])}, {format_value(metric, cell['ci_high'])}]")
-            column.append(f"**{text}**" if method == best and len(methods) > 1 else text)
-        arrow = "↑" if HIGHER_IS_BETTER[metric] else "↓"
-        table[f"{METRIC_LABELS.get(metric, metric)} {arrow}"] = column
+            text = format_interval(metric, cell["mean"], cell["ci_low"], cell["ci_high"])
+            column.append(f"**{text}**" if method in best else text)
+        table[label_with_arrow(metric)] = column
     if set_metrics is not None and not set_metrics.empty:
         sets = set_metrics[set_metrics["case"] == case].set_index("method")
         if not sets.empty:
-            best_fid = sets["fid"].idxmin() if sets["fid"].notna().any() else None
-            best_kid = sets["kid_mean"].idxmin() if sets["kid_mean"].notna().any() else None
+            best_fid = best_labels(sets["fid"].reindex(methods), "fid")
+            best_kid = best_labels(sets["kid_mean"].reindex(methods), "kid")
             fid_column, kid_column = [], []
             for method in methods:
                 if method not in sets.index:
@@ -111,13 +92,12 @@ def case_table(summary: pd.DataFrame, case: str, metrics: list[str],
                     kid_column.append("n/a")
                     continue
                 cell = sets.loc[method]
-                fid = f"{cell['fid']:.2f}" + ("*" if cell["indicative"] else "")
-                kid = f"{cell['kid_mean'] * 1000:.2f} ± {cell['kid_std'] * 1000:.2f}"
-                bold = len(methods) > 1
-                fid_column.append(f"**{fid}**" if bold and method == best_fid else fid)
-                kid_column.append(f"**{kid}**" if bold and method == best_kid else kid)
-            table["FID ↓"] = fid_column
-            table["KID×1000 ↓"] = kid_column
+                fid = format_value("fid", cell["fid"]) + ("*" if cell["indicative"] else "")
+                kid = f"{format_value('kid', cell['kid_mean'] * 1000)} ± {format_value('kid', cell['kid_std'] * 1000)}"
+                fid_column.append(f"**{fid}**" if method in best_fid else fid)
+                kid_column.append(f"**{kid}**" if method in best_kid else kid)
+            table[label_with_arrow("fid")] = fid_column
+            table[label_with_arrow("kid")] = kid_column
     counts = data.groupby("method", sort=False)["n"].max()
     table["N"] = [int(counts[method]) for method in methods]
     return table

@@ -29,6 +29,7 @@ from bench.run.data import BenchImage
 from bench.metrics.pixel import pixel_metrics
 from bench.run.runner import composite
 from bench.analysis.statistics import area_bins, bootstrap_ci
+from bench.metrics.catalogue import PIXEL_METRICS
 from masks.cases import REFERENCE_SIDE, case_mask
 from masks.generators import StrokeParams, irregular_strokes
 from methods.base import Inpainter
@@ -42,7 +43,8 @@ FINE_BIN_WIDTH = 0.05
 STROKE = StrokeParams(min_strokes=1, max_strokes=1, max_len=100, max_width=50)
 #: Strokes drawn at most while growing a hole towards its target.
 MAX_STROKES = 400
-METRICS = ("psnr_hole", "ssim_hole", "l1_hole", "psnr", "ssim", "l1")
+#: Pixel metrics over the hole first, then over the whole image.
+METRICS = PIXEL_METRICS
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
