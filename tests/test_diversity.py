@@ -12,7 +12,6 @@ from PIL import Image
 from bench.run.config import RunConfig
 from bench.run.rundir import read_rgb_png, sample_path
 from bench.report.build import build_report
-from bench.cli.run import write_run_files
 from bench.run.runner import Runner
 from bench.metrics.backbones import resolve
 from conftest import pluralistic_replica_folder
@@ -51,7 +50,6 @@ def test_diversity_is_scored_and_reported(tmp_path, pluralistic_weights):
                        runs_root=str(tmp_path / "runs"))
     outcome = Runner(config, progress=False).run()
     assert (outcome.rows["diversity_lpips"] > 0).all()
-    write_run_files(config, outcome, 0.0, "relama-bench run (test)")
     data = build_report(outcome.run_dir)
     assert list(data.diversity["metric"]) == ["diversity_lpips"] and data.diversity["n"].iloc[0] == 2
     report = (outcome.run_dir / "report.md").read_text()

@@ -9,7 +9,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from bench.report.html import CONTENT_SECURITY_POLICY, REPORT_NAME, render_html, write_html
+from bench.report.html import CONTENT_SECURITY_POLICY, render_html, write_html
 from bench.report.build import build_report
 from tiny_run import CASE, HOSTILE_ID, METHODS, build_tiny_run
 
@@ -56,7 +56,7 @@ def tiny_report(tmp_path_factory):
 
 
 def test_build_report_writes_the_html_beside_the_figures(tiny_report):
-    path = tiny_report.run_dir / REPORT_NAME
+    path = tiny_report.run_dir / "report.html"
     assert path.exists()
     html = path.read_text(encoding="utf-8")
     for relative in [*tiny_report.grid_paths.values(), *tiny_report.curve_paths.values(), tiny_report.scatter_path]:
@@ -107,7 +107,7 @@ def test_every_figure_has_a_full_size_view(tiny_report):
 
 
 def test_write_html_returns_the_report_path(tiny_report):
-    assert write_html(tiny_report) == tiny_report.run_dir / REPORT_NAME
+    assert write_html(tiny_report) == tiny_report.run_dir / "report.html"
 
 
 def test_report_renders_in_headless_chromium(tiny_report, tmp_path):
@@ -115,7 +115,7 @@ def test_report_renders_in_headless_chromium(tiny_report, tmp_path):
     if chromium is None:
         pytest.skip("chromium not installed")
     run_dir = tiny_report.run_dir
-    html = (run_dir / REPORT_NAME).read_text(encoding="utf-8")
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
     probed = html.replace('<meta charset="utf-8">\n', '<meta charset="utf-8">\n' + PROBE_SCRIPT, 1)
     assert probed != html
     page = run_dir / "probe.html"

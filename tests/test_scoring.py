@@ -30,8 +30,7 @@ def test_without_weights_learned_metrics_are_unavailable_not_substituted(tmp_pat
 
 @pytest.mark.skipif(not WEIGHTS_PRESENT, reason="weights not fetched: run `relama-bench weights fetch`")
 def test_lpips_and_fid_are_scored_cached_and_reported(tmp_path):
-    from bench.cli.run import write_run_files
-
+    
     data = write_photos(tmp_path / "data", 3, (48, 64), prefix="q")
     config = RunConfig(methods=["telea", "ns"], cases=["region"], data=str(data),
                        runs_root=str(tmp_path / "runs"))
@@ -41,7 +40,6 @@ def test_lpips_and_fid_are_scored_cached_and_reported(tmp_path):
     again = Runner(config, progress=False).run()
     assert again.scoring.lpips_scored == 0 and again.scoring.features_extracted == 0
     np.testing.assert_array_equal(outcome.rows["lpips"], again.rows["lpips"])
-    write_run_files(config, again, 0.0, "relama-bench run (test)")
     data = build_report(outcome.run_dir)
     sets = data.set_metrics.set_index("method")
     assert set(sets.index) == {"telea", "ns"} and (sets["n"] == 3).all() and sets["indicative"].all()

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import UserError
-from bench.run.rundir import read_json, write_table, write_text
+from bench.run.rundir import RunDir, write_table, write_text
 from bench.metrics.catalogue import CATALOGUE, DEFAULT_TOLERANCE, Tolerance
 
 
@@ -106,9 +106,10 @@ def read_summary(path: Path) -> pd.DataFrame:
 
 def run_summary_path(run_dir: Path) -> Path:
     """``RUN_DIR/tables/summary.csv``; a `UserError` naming the fix when it does not exist."""
-    path = Path(run_dir) / "tables" / "summary.csv"
+    paths = RunDir(run_dir)
+    path = paths.table(BASELINE_TABLE)
     if not path.exists():
-        if (Path(run_dir) / "rows.parquet").exists():
+        if paths.rows_path.exists():
             raise UserError(f"{path} does not exist: render the run's tables with `relama-bench report {run_dir}`")
         raise UserError(f"{run_dir} is not a finished run directory (no {path}): run `relama-bench run` first")
     return path
@@ -242,7 +243,8 @@ def update_baseline(run_dir: Path, baseline_dir: Path) -> Path:
     columns = [column for column in SUMMARY_COLUMNS if column in summary.columns]
     table_path = baseline_dir / BASELINE_TABLE
     write_table(table_path, summary[columns])
-    meta = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
+    paths = RunDir(run_dir)
+    meta = paths.read_meta() if paths.meta_path.exists() else {}
     note = {
         "command": meta.get("command", "unknown"),
         "images": [image["image_id"] for image in meta.get("images", [])],

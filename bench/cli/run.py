@@ -5,18 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
-from bench.run.config import LATEST_LINK, RunConfig, check_run_id, machine_description, package_versions
+from bench.run.config import LATEST_LINK, RunConfig, check_run_id
 from bench.run.data import DEFAULT_DATA_NAME, DEFAULT_MAX_SIDE, LARGEST_SIDE, SMALLEST_SIDE
 from bench.errors import UserError
-from bench.run.rundir import write_json, write_text
+from bench.run.rundir import RunDir
 from bench.report.build import build_report
 from bench.run.runner import USER_CASE, Runner, default_worker_count
 from bench.cli.options import add_device_argument, comma_list, parse_weights_options
@@ -180,54 +175,6 @@ def parse_method_options(values: list[str], methods: list[str]) -> dict[str, dic
     return options
 
 
-def size_policy_text(config: RunConfig) -> str:
-    if config.size is not None:
-        return f"shorter side resized to {config.size}, centre {config.size}x{config.size} crop"
-    return f"original size, long side capped at {config.max_side} (area downscaling, no upscaling)"
-
-
-def write_run_files(config: RunConfig, outcome, started: float, command: str) -> None:
-    from masks.cases import get_case
-
-    run_dir = outcome.run_dir
-    cases = {case: get_case(case).parameters() for case in config.cases if case != USER_CASE}
-    document = {
-        "run": {key: value for key, value in asdict(config).items() if value is not None and key != "weights"},
-        "weights": config.weights,
-        "cases": cases,
-        "versions": package_versions(),
-        "machine": machine_description(),
-    }
-    write_text(run_dir / "config.toml", tomli_w.dumps(document))
-    methods_run = [name for name in config.methods if name not in outcome.skipped]
-    method_facts = []
-    for name in methods_run:
-        cls = get_method_class(name)
-        details = outcome.method_details.get(name, {})
-        method_facts.append({"name": name, "family": cls.family.value, "resolution": cls.resolution.describe(),
-                             "details": details})
-    meta = {
-        "run_id": run_dir.name,
-        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-        "duration_s": time.time() - started,
-        "computed_jobs": outcome.computed_jobs,
-        "cached_jobs": outcome.cached_jobs,
-        "skipped": outcome.skipped,
-        "methods_run": methods_run,
-        "methods": method_facts,
-        "data_description": config.data or DEFAULT_DATA_NAME,
-        "size_policy": size_policy_text(config),
-        "images": [
-            {"image_id": image.image_id, "source": image.source, "original_size": list(image.original_size),
-             "size": list(image.image.shape[:2]), "notes": image.notes}
-            for image in outcome.images
-        ],
-        "command": command,
-        "scoring": outcome.scoring.as_dict() if outcome.scoring else {},
-    }
-    write_json(run_dir / "run.json", meta)
-
-
 def _check_latest(runs_root: Path) -> Path:
     """The ``latest`` link of the runs folder; refused up front when something else has its name."""
     latest = runs_root / LATEST_LINK
@@ -253,22 +200,19 @@ def run_problems(config: RunConfig, outcome, named: bool) -> list[str]:
     for name in config.methods:
         if name in outcome.skipped and named:
             problems.append(f"method {name} could not run: {outcome.skipped[name]}")
-        elif name in outcome.methods and not (outcome.rows["method"] == name).any():
+        elif name in outcome.method_details and not (outcome.rows["method"] == name).any():
             failures = outcome.errors[outcome.errors["method"] == name]
             if not failures.empty:
                 problems.append(f"every job of method {name} failed (first: {failures['error'].iloc[0]}); "
-                                f"see {outcome.run_dir / 'errors.csv'}")
+                                f"see {RunDir(outcome.run_dir).errors_path}")
     return problems
 
 
 def run_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _check_latest(Path(config.runs_root))
-    started = time.time()
-    runner = Runner(config, progress=not args.no_progress)
+    runner = Runner(config, progress=not args.no_progress, command=getattr(args, "command_line", "relama-bench run"))
     outcome = runner.run()
-    command = getattr(args, "command_line", "relama-bench run")
-    write_run_files(config, outcome, started, command)
     data = build_report(outcome.run_dir, reference=args.reference)
     _point_latest(outcome.run_dir)
     for name, reason in outcome.skipped.items():
@@ -279,8 +223,8 @@ def run_command(args: argparse.Namespace) -> int:
                  if column.split(" ")[0] in ("method", "LPIPS", "PSNR", "SSIM", "FID", "N") and "hole" not in column]
         print(f"\ncase {case}\n{table[shown].to_markdown(index=False)}")
     if not outcome.errors.empty:
-        print(f"\n{len(outcome.errors)} job(s) failed; see {outcome.run_dir / 'errors.csv'}")
-    print(f"\nreport: {outcome.run_dir / 'report.md'} and {outcome.run_dir / 'report.html'}")
+        print(f"\n{len(outcome.errors)} job(s) failed; see {runner.paths.errors_path}")
+    print(f"\nreport: {runner.paths.markdown_report} and {runner.paths.html_report}")
     problems = run_problems(config, outcome, named=args.methods is not None)
     for problem in problems:
         print(f"relama-bench: error: {problem}", file=sys.stderr)
@@ -289,5 +233,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 def report_command(args: argparse.Namespace) -> int:
     data = build_report(args.run_dir, reference=args.reference)
-    print(f"report: {data.run_dir / 'report.md'} and {data.run_dir / 'report.html'}")
+    paths = RunDir(data.run_dir)
+    print(f"report: {paths.markdown_report} and {paths.html_report}")
     return 0

@@ -18,7 +18,7 @@ from bench.report.html import write_html
 from bench.report.markdown import render_markdown
 from bench.metrics.catalogue import label
 from bench.report.model import ReportData, case_table, load_run, method_labels
-from bench.run.rundir import read_rgb_png, sample_path, write_table, write_text
+from bench.run.rundir import RunDir, read_rgb_png, sample_path, write_table, write_text
 from bench.run.scoring import set_metrics
 from masks.io import read_mask_png
 
@@ -36,53 +36,53 @@ def build_report(run_dir: Path, *, reference: str | None = None) -> ReportData:
     timing = timing_summary(rows)
     sets = set_metrics(run_dir, rows, seed=int(config["run"].get("seed", 0))) if not rows.empty else pd.DataFrame()
     data = ReportData(run_dir, config, meta, rows, errors, summary, paired, bins, timing, reference, sets)
-    tables_dir = run_dir / "tables"
-    write_table(tables_dir / "summary.csv", summary)
-    write_table(tables_dir / "paired.csv", paired)
-    write_table(tables_dir / "area_bins.csv", bins)
-    write_table(tables_dir / "timing.csv", timing)
-    write_table(tables_dir / "set_metrics.csv", sets)
+    paths = RunDir(run_dir)
+    write_table(paths.table("summary.csv"), summary)
+    write_table(paths.table("paired.csv"), paired)
+    write_table(paths.table("area_bins.csv"), bins)
+    write_table(paths.table("timing.csv"), timing)
+    write_table(paths.table("set_metrics.csv"), sets)
     for case in config["run"]["cases"]:
         if case in set(summary["case"]):
             table = case_table(summary, case, metrics, sets)
             table["method"] = table["method"].map(lambda name: method_labels(meta).get(name, name))
             data.case_tables[case] = table
-            write_text(tables_dir / f"summary_{case}.md", data.case_tables[case].to_markdown(index=False) + "\n")
+            write_text(paths.table(f"summary_{case}.md"), data.case_tables[case].to_markdown(index=False) + "\n")
     if "diversity_lpips" in rows.columns and rows["diversity_lpips"].notna().any():
         data.diversity = summarise(rows[rows["diversity_lpips"].notna()], ["diversity_lpips"])
-        write_table(tables_dir / "diversity.csv", data.diversity)
+        write_table(paths.table("diversity.csv"), data.diversity)
     _draw_figures(data, metrics)
-    write_text(run_dir / "report.md", render_markdown(data))
+    write_text(paths.markdown_report, render_markdown(data))
     write_html(data)
     return data
 
 
 def _draw_figures(data: ReportData, metrics: list[str]) -> None:
-    run_dir, rows = data.run_dir, data.rows
+    paths, rows = RunDir(data.run_dir), data.rows
     if rows.empty:
         return
     figure_rows = int(data.config["run"].get("figure_rows", 8))
     image_ids = [image["image_id"] for image in data.meta["images"]][:figure_rows]
     methods = list(dict.fromkeys(rows["method"]))
-    originals = [read_rgb_png(run_dir / "images" / f"{image_id}.png") for image_id in image_ids]
+    originals = [read_rgb_png(paths.image(image_id)) for image_id in image_ids]
     for case in data.config["run"]["cases"]:
-        hole_masks = [read_mask_png(run_dir / "masks" / case / f"{image_id}.png") for image_id in image_ids]
+        hole_masks = [read_mask_png(paths.mask(case, image_id)) for image_id in image_ids]
         predictions = {}
         for method in methods:
             panels = []
             for image_id in image_ids:
-                path = run_dir / "pred" / method / case / f"{image_id}.png"
+                path = paths.prediction(method, case, image_id)
                 panels.append(read_rgb_png(path) if path.exists() and
-                              (path.with_suffix(".json")).exists() else None)
+                              paths.record(method, case, image_id).exists() else None)
             predictions[method] = panels
-        relative = f"figures/grid_{case}.png"
-        figures.comparison_grid(image_ids, originals, hole_masks, predictions, run_dir / relative,
+        relative = paths.figure(f"grid_{case}.png")
+        figures.comparison_grid(image_ids, originals, hole_masks, predictions, paths.path(relative),
                                 title=f"case: {case}")
         data.grid_paths[case] = relative
     for metric in metrics:
         if not data.bins[data.bins["metric"] == metric].empty:
-            relative = f"figures/area_{metric}.png"
-            figures.area_curve(data.bins, metric, run_dir / relative, ylabel=label(metric))
+            relative = paths.figure(f"area_{metric}.png")
+            figures.area_curve(data.bins, metric, paths.path(relative), ylabel=label(metric))
             data.curve_paths[metric] = relative
     _draw_sample_grids(data, image_ids, originals)
     quality_metric = "lpips" if "lpips" in metrics else "psnr_hole"
@@ -91,8 +91,8 @@ def _draw_figures(data: ReportData, metrics: list[str]) -> None:
     points = pd.DataFrame({"method": per_method.index, quality_metric: per_method.values,
                            "median_s": speed.reindex(per_method.index).values})
     if not points.empty:
-        data.scatter_path = "figures/speed_quality.png"
-        figures.speed_quality_scatter(points, quality_metric, run_dir / data.scatter_path)
+        data.scatter_path = paths.figure("speed_quality.png")
+        figures.speed_quality_scatter(points, quality_metric, paths.path(data.scatter_path))
 
 
 SAMPLE_GRID_IMAGES = 4
@@ -102,20 +102,20 @@ def _draw_sample_grids(data: ReportData, image_ids: list[str], originals: list[n
     """For each sampling method and case, a grid of the k completions of the first few images."""
     if data.diversity.empty:
         return
-    run_dir = data.run_dir
+    paths = RunDir(data.run_dir)
     shown_ids, shown_originals = image_ids[:SAMPLE_GRID_IMAGES], originals[:SAMPLE_GRID_IMAGES]
     for (method, case), group in data.rows[data.rows["diversity_lpips"].notna()].groupby(["method", "case"]):
         samples = int(group["samples"].max())
-        hole_masks = [read_mask_png(run_dir / "masks" / case / f"{image_id}.png") for image_id in shown_ids]
+        hole_masks = [read_mask_png(paths.mask(case, image_id)) for image_id in shown_ids]
         columns: dict[str, list[np.ndarray | None]] = {}
         for index in range(samples):
             panels = []
             for image_id in shown_ids:
-                path = run_dir / "pred" / method / case / f"{image_id}.png"
+                path = paths.prediction(method, case, image_id)
                 path = path if index == 0 else sample_path(path, index)
                 panels.append(read_rgb_png(path) if path.exists() else None)
             columns[f"sample {index + 1}"] = panels
-        relative = f"figures/samples_{method}_{case}.png"
-        figures.comparison_grid(shown_ids, shown_originals, hole_masks, columns, run_dir / relative,
+        relative = paths.figure(f"samples_{method}_{case}.png")
+        figures.comparison_grid(shown_ids, shown_originals, hole_masks, columns, paths.path(relative),
                                 title=f"{method}, case {case}: {samples} samples per image")
         data.sample_grid_paths[f"{method} / {case}"] = relative

@@ -19,7 +19,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from bench.run.rundir import write_text
+from bench.run.rundir import RunDir, write_text
 from bench.metrics.catalogue import (CATALOGUE, best_labels, format_bounds, format_interval, format_value,
                                      label_with_arrow)
 from bench.metrics.pixel import SSIM_CONVENTION
@@ -29,7 +29,6 @@ from bench.analysis.statistics import CONFIDENCE, N_RESAMPLES
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
 STYLESHEET_NAME = "report.css"
-REPORT_NAME = "report.html"
 #: The page may show images from its own folder and inline styles; nothing else, no script at all.
 CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'"
 
@@ -252,6 +251,6 @@ def render_html(data: ReportData) -> str:
 
 def write_html(data: ReportData) -> Path:
     """Write ``report.html`` into the run directory and return its path."""
-    path = Path(data.run_dir) / REPORT_NAME
+    path = RunDir(data.run_dir).html_report
     write_text(path, render_html(data))
     return path

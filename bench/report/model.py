@@ -6,14 +6,13 @@ Both renderers (`bench.report.markdown`, `bench.report.html`) read one `ReportDa
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from bench.errors import UserError
-from bench.run.rundir import read_json
+from bench.run.rundir import RunDir
 from bench.metrics.catalogue import best_labels, format_interval, format_value, label_with_arrow
 from bench.metrics.learned import FID_INDICATIVE_REASON, FID_RELIABLE_MIN_N
 
@@ -42,16 +41,10 @@ class ReportData:
 
 def load_run(run_dir: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
     """Configuration, metadata, rows and errors of a run directory."""
-    run_dir = Path(run_dir)
-    rows_path = run_dir / "rows.parquet"
-    if not rows_path.exists():
-        raise UserError(f"{run_dir} is not a finished run directory (no rows.parquet): run `relama-bench run` first")
-    config = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
-    meta = read_json(run_dir / "run.json")
-    rows = pd.read_parquet(rows_path)
-    errors_path = run_dir / "errors.csv"
-    errors = pd.read_csv(errors_path) if errors_path.exists() and errors_path.stat().st_size else pd.DataFrame()
-    return config, meta, rows, errors
+    paths = RunDir(run_dir)
+    if not paths.rows_path.exists():
+        raise UserError(f"{paths.root} is not a finished run directory (no rows.parquet): run `relama-bench run` first")
+    return paths.read_config(), paths.read_meta(), paths.read_rows(), paths.read_errors()
 
 
 def method_labels(meta: dict) -> dict[str, str]:

@@ -1,16 +1,36 @@
-"""Run-directory file I/O: every write is atomic (temporary file + rename)."""
+"""The run directory: every path of its layout (`RunDir`) and every write, each atomic (temporary file
++ rename), so a reader or a run killed midway never sees a partial file.
+
+Layout (DESIGN.md, "Run directory")::
+
+    config.toml                      the configuration, written when the run starts
+    run.json                         what ran, skipped, took how long; written when the run ends
+    images/<id>.png                  the prepared images
+    masks/<case>/<id>.png            the hole masks
+    pred/<method>/<case>/<id>.png    predictions (composited), .json job records, .sK.png extra samples
+    features/<method>/<case>/<id>.npy, features/_originals/<id>.npy   Inception features
+    rows.parquet, errors.csv         the result rows and the failed jobs
+    inputs.json, digests.json        what the cached inputs and weights were computed from
+    tables/, figures/, report.md, report.html   the report
+"""
 
 from __future__ import annotations
 
 import json
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
+import tomli_w
 
 from masks.io import atomic_write_bytes
+
+#: Folder of the originals' features beside the methods' (no method may be called this).
+ORIGINALS = "_originals"
 
 
 def write_text(path: Path, text: str) -> None:
@@ -55,3 +75,115 @@ def write_table(path: Path, table: pd.DataFrame) -> None:
         atomic_write_bytes(path, table.to_parquet(index=False))
     else:
         write_text(path, table.to_csv(index=False))
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run directory; the only code that names the files of the layout.
+
+    Parameters
+    ----------
+    root : Path
+        The run directory, ``<runs-dir>/<run-id>``.
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def inputs_manifest(self) -> Path:
+        """``inputs.json``: the content digest each prepared image and mask file holds."""
+        return self.root / "inputs.json"
+
+    @property
+    def digests_path(self) -> Path:
+        """``digests.json``: content digests of the weights files, cached by size and mtime."""
+        return self.root / "digests.json"
+
+    @property
+    def rows_path(self) -> Path:
+        return self.root / "rows.parquet"
+
+    @property
+    def errors_path(self) -> Path:
+        return self.root / "errors.csv"
+
+    @property
+    def markdown_report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def html_report(self) -> Path:
+        return self.root / "report.html"
+
+    def table(self, name: str) -> Path:
+        """``tables/<name>`` (``summary.csv``, ``summary_<case>.md``...)."""
+        return self.root / "tables" / name
+
+    def figure(self, name: str) -> str:
+        """``figures/<name>`` relative to the run directory, as reports link it (see `path`)."""
+        return f"figures/{name}"
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the run directory, with ``/`` separators (how manifests name files)."""
+        return path.relative_to(self.root).as_posix()
+
+    def path(self, relative: str) -> Path:
+        """A path relative to the run directory, as the report links figures."""
+        return self.root / relative
+
+    def image(self, image_id: str) -> Path:
+        return self.root / "images" / f"{image_id}.png"
+
+    def mask(self, case: str, image_id: str) -> Path:
+        return self.root / "masks" / case / f"{image_id}.png"
+
+    def prediction(self, method: str, case: str, image_id: str) -> Path:
+        return self.root / "pred" / method / case / f"{image_id}.png"
+
+    def record(self, method: str, case: str, image_id: str) -> Path:
+        """The job record beside its prediction; its presence marks the job finished."""
+        return self.prediction(method, case, image_id).with_suffix(".json")
+
+    def features(self, method: str, case: str, image_id: str) -> Path:
+        return self.root / "features" / method / case / f"{image_id}.npy"
+
+    def original_features(self, image_id: str) -> Path:
+        return self.root / "features" / ORIGINALS / f"{image_id}.npy"
+
+    def write_config(self, document: dict[str, Any]) -> None:
+        write_text(self.config_path, tomli_w.dumps(document))
+
+    def read_config(self) -> dict[str, Any]:
+        return tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        write_json(self.meta_path, meta)
+
+    def read_meta(self) -> dict[str, Any]:
+        return read_json(self.meta_path)
+
+    def write_rows(self, rows: pd.DataFrame) -> None:
+        write_table(self.rows_path, rows)
+
+    def read_rows(self) -> pd.DataFrame:
+        return pd.read_parquet(self.rows_path)
+
+    def write_errors(self, errors: pd.DataFrame) -> None:
+        write_table(self.errors_path, errors)
+
+    def read_errors(self) -> pd.DataFrame:
+        """The failed jobs; empty when none failed (or the file is empty)."""
+        if self.errors_path.exists() and self.errors_path.stat().st_size:
+            return pd.read_csv(self.errors_path)
+        return pd.DataFrame()

@@ -36,8 +36,9 @@ from bench.metrics.pixel import pixel_metrics
 from bench.run.config import RunConfig, package_versions
 from bench.run.data import BenchImage, apply_size_policy, default_images, folder_images
 from bench.run.identity import ContentDigests, JobIdentity, array_digest
-from bench.run.rundir import read_json, sample_path, write_json, write_rgb_png, write_table
-from bench.run.scoring import ScoringReport, disabled_report, feature_path, original_feature_path, score_run
+from bench.run.rundir import RunDir, read_json, sample_path, write_json, write_rgb_png
+from bench.run.metadata import USER_CASE, RunOutcome, config_document, run_metadata
+from bench.run.scoring import disabled_report, score_run
 from bench.run.workers import run_parallel
 from masks.cases import case_mask, get_case
 from masks.io import MaskFileError, read_labelme, read_mask_png, write_mask_png
@@ -45,12 +46,8 @@ from methods.base import Inpainter
 from methods.checkpoint import CheckpointError
 from methods.registry import create_method, get_method_class, pick_device, resolve_device
 
-USER_CASE = "user"
 NOTHING_TO_FILL = "nothing to fill"
 ALL_HOLE = "mask is all hole: no known pixels"
-#: Run-directory files that record what the cached inputs and weights were computed from.
-INPUTS_MANIFEST = "inputs.json"
-DIGESTS_FILE = "digests.json"
 #: Write errors that every later job would hit too: the run stops at the first one.
 _RUN_STOPPING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
@@ -78,22 +75,6 @@ class JobSpec:
     samples: int = 1
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
-
-
-@dataclass
-class RunOutcome:
-    """What a run produced: its rows, its errors and the methods it skipped (with reasons)."""
-
-    run_dir: Path
-    rows: pd.DataFrame
-    errors: pd.DataFrame
-    skipped: dict[str, str]
-    computed_jobs: int
-    cached_jobs: int
-    images: list[BenchImage] = field(default_factory=list)
-    scoring: ScoringReport | None = None
-    #: ``describe()`` of each method that ran, taken when it was loaded (for ``run.json``).
-    method_details: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def job_seed(seed: int, case: str, image_id: str) -> int:
@@ -217,12 +198,16 @@ class Runner:
         What to run.
     progress : bool
         Show a tqdm progress bar.
+    command : str
+        The command line that started the run, recorded in ``run.json``.
     """
 
-    def __init__(self, config: RunConfig, *, progress: bool = True) -> None:
+    def __init__(self, config: RunConfig, *, progress: bool = True, command: str = "relama-bench run") -> None:
         self.config = config
         self.progress = progress
+        self.command = command
         self.run_dir = config.run_dir()
+        self.paths = RunDir(self.run_dir)
 
     def prepare_run_dir(self) -> None:
         try:
@@ -252,7 +237,7 @@ class Runner:
         differs from what ``inputs.json`` says the file holds, and a changed image's cached Inception
         features are discarded.
         """
-        manifest_path = self.run_dir / INPUTS_MANIFEST
+        manifest_path = self.paths.inputs_manifest
         try:
             manifest = read_json(manifest_path)
         except (OSError, ValueError):
@@ -260,8 +245,8 @@ class Runner:
         manifest = manifest if isinstance(manifest, dict) else {}
         written = dict(manifest)
 
-        def write_if_changed(relative: str, digest: str, write: Callable[[Path], None]) -> None:
-            path = self.run_dir / relative
+        def write_if_changed(path: Path, digest: str, write: Callable[[Path], None]) -> None:
+            relative = self.paths.relative(path)
             if written.get(relative) != digest or not path.exists():
                 write(path)
                 written[relative] = digest
@@ -273,10 +258,10 @@ class Runner:
 
             def write_image(path: Path, bench_image: BenchImage = bench_image) -> None:
                 # Features of the old content must go before the new content is recorded.
-                original_feature_path(self.run_dir, bench_image.image_id).unlink(missing_ok=True)
+                self.paths.original_features(bench_image.image_id).unlink(missing_ok=True)
                 write_rgb_png(path, bench_image.image)
 
-            write_if_changed(f"images/{image_id}.png", digest, write_image)
+            write_if_changed(self.paths.image(image_id), digest, write_image)
         masks: dict[str, dict[str, np.ndarray]] = {}
         for case in self.config.cases:
             masks[case] = {}
@@ -286,7 +271,7 @@ class Runner:
                 else:
                     mask = case_mask(bench_image.image.shape[:2], bench_image.image_id, case, self.config.seed)
                 masks[case][bench_image.image_id] = mask
-                write_if_changed(f"masks/{case}/{bench_image.image_id}.png", array_digest(mask),
+                write_if_changed(self.paths.mask(case, bench_image.image_id), array_digest(mask),
                      lambda path, mask=mask: write_mask_png(path, mask))
         if written != manifest:
             write_json(manifest_path, written)
@@ -405,7 +390,6 @@ class Runner:
                         weights=weights_digests[method], device=device_kind(method, self.config.device), seed=seed,
                         samples=self.config.samples, options=options, software=software,
                     )
-                    folder = self.run_dir / "pred" / method / case
                     yield JobSpec(
                         job=job,
                         key=identity.key(),
@@ -414,8 +398,8 @@ class Runner:
                         image=bench_image.image,
                         hole_mask=masks[case][bench_image.image_id],
                         seed=seed,
-                        pred_path=folder / f"{bench_image.image_id}.png",
-                        record_path=folder / f"{bench_image.image_id}.json",
+                        pred_path=self.paths.prediction(method, case, bench_image.image_id),
+                        record_path=self.paths.record(method, case, bench_image.image_id),
                         samples=self.config.samples,
                         options=options,
                         device=self.config.device,
@@ -447,12 +431,14 @@ class Runner:
                     get_case(case)
                 except KeyError as error:
                     raise UserError(str(error.args[0])) from None
+        started = time.time()
         self.prepare_run_dir()
+        self.paths.write_config(config_document(self.config))
         images = self.load_images()
         image_digests, masks = self.write_inputs(images)
         self._check_holes(masks)
         methods, skipped = self.resolve_methods()
-        digests = ContentDigests(self.run_dir / DIGESTS_FILE, write_json)
+        digests = ContentDigests(self.paths.digests_path, write_json)
         built, weights_digests, not_loaded = self.load_methods(methods, digests)
         digests.save()
         skipped.update(not_loaded)
@@ -461,9 +447,8 @@ class Runner:
         pending = [spec for spec in specs if not is_finished(spec)]
         for spec in pending:
             # A recomputed prediction's cached Inception features belong to the old one.
-            feature_path(self.run_dir, spec.job.method, spec.job.case, spec.job.image_id).unlink(missing_ok=True)
+            self.paths.features(spec.job.method, spec.job.case, spec.job.image_id).unlink(missing_ok=True)
         errors: list[dict[str, str]] = []
-        errors_path = self.run_dir / "errors.csv"
         columns = ["method", "case", "image_id", "error"]
         bar = tqdm(total=len(pending), desc="inpainting", unit="job", disable=not self.progress)
 
@@ -472,7 +457,7 @@ class Runner:
                 raise error
             errors.append({"method": spec.job.method, "case": spec.job.case, "image_id": spec.job.image_id,
                            "error": f"{type(error).__name__}: {_first_line(error)}"})
-            write_table(errors_path, pd.DataFrame(errors, columns=columns))
+            self.paths.write_errors(pd.DataFrame(errors, columns=columns))
 
         def finished(spec: JobSpec, future: Future) -> None:
             error = future.exception()
@@ -497,7 +482,7 @@ class Runner:
                     release_method(spec.job.method)
         finally:
             bar.close()
-        write_table(errors_path, pd.DataFrame(errors, columns=columns))
+        self.paths.write_errors(pd.DataFrame(errors, columns=columns))
         if self.config.learned_metrics:
             scoring = score_run(self.run_dir, [spec.record_path for spec in specs if is_finished(spec)],
                                 {image.image_id: image.image for image in images}, progress=self.progress,
@@ -505,10 +490,12 @@ class Runner:
         else:
             scoring = disabled_report()
         rows = collect_rows(self.run_dir, specs)
-        write_table(self.run_dir / "rows.parquet", rows)
-        return RunOutcome(self.run_dir, rows, pd.DataFrame(errors, columns=columns),
-                          skipped, computed_jobs=len(pending) - len(errors), cached_jobs=len(specs) - len(pending),
-                          images=images, scoring=scoring, method_details=built)
+        self.paths.write_rows(rows)
+        outcome = RunOutcome(self.run_dir, rows, pd.DataFrame(errors, columns=columns),
+                             skipped, computed_jobs=len(pending) - len(errors), cached_jobs=len(specs) - len(pending),
+                             images=images, scoring=scoring, method_details=built)
+        self.paths.write_meta(run_metadata(self.config, outcome, started, self.command))
+        return outcome
 
 
 def describe(method: Inpainter) -> dict[str, str]:

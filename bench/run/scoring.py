@@ -28,10 +28,9 @@ from bench.metrics.learned import (
     fid_unavailable_reason,
     lpips_unavailable_reason,
 )
-from bench.run.rundir import read_json, read_rgb_png, sample_path, write_json
+from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write_json
 from masks.io import atomic_write_bytes
 
-ORIGINALS = "_originals"
 LPIPS_NET = "alex"
 #: AlexNet's pooling stack needs at least this many pixels per side; smaller images get NaN LPIPS.
 LPIPS_MIN_SIDE = 31
@@ -61,14 +60,6 @@ class ScoringReport:
             "features_seconds_per_image": (self.feature_seconds / self.features_extracted
                                            if self.features_extracted else None),
         }
-
-
-def feature_path(run_dir: Path, method: str, case: str, image_id: str) -> Path:
-    return run_dir / "features" / method / case / f"{image_id}.npy"
-
-
-def original_feature_path(run_dir: Path, image_id: str) -> Path:
-    return run_dir / "features" / ORIGINALS / f"{image_id}.npy"
 
 
 def _save_features(path: Path, features: np.ndarray) -> None:
@@ -101,6 +92,7 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
     device : str
         Torch device of the LPIPS and Inception backbones (a resolved one: ``cpu``, ``cuda[:N]``).
     """
+    paths = RunDir(run_dir)
     report = ScoringReport(lpips_unavailable_reason(LPIPS_NET), fid_unavailable_reason())
     todo = []
     for path in record_paths:
@@ -110,23 +102,23 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
         needs_lpips = report.lpips_unavailable is None and (
             "lpips" not in record or (record.get("samples", 1) > 1 and "diversity_lpips" not in record))
         needs_features = (report.fid_unavailable is None and
-                          not feature_path(run_dir, record["method"], record["case"], record["image_id"]).exists())
+                          not paths.features(record["method"], record["case"], record["image_id"]).exists())
         if needs_lpips or needs_features:
             todo.append((path, record, needs_lpips, needs_features))
     missing_originals = [image_id for image_id in originals
-                         if report.fid_unavailable is None and not original_feature_path(run_dir, image_id).exists()]
+                         if report.fid_unavailable is None and not paths.original_features(image_id).exists()]
     if not todo and not missing_originals:
         return report
     lpips_metric = LPIPSMetric(LPIPS_NET, device=device) if any(item[2] for item in todo) else None
     extractor = InceptionFeatures(device=device, batch_size=FEATURE_BATCH) if (missing_originals or any(item[3] for item in todo)) else None
-    feature_jobs = [(original_feature_path(run_dir, image_id), lambda image_id=image_id: originals[image_id])
+    feature_jobs = [(paths.original_features(image_id), lambda image_id=image_id: originals[image_id])
                     for image_id in missing_originals]
     with torch.inference_mode():
         for path, record, needs_lpips, needs_features in tqdm(todo, desc="LPIPS", unit="image",
                                                               disable=not progress or lpips_metric is None):
             prediction_path = path.with_suffix(".png")
             if needs_features:
-                target = feature_path(run_dir, record["method"], record["case"], record["image_id"])
+                target = paths.features(record["method"], record["case"], record["image_id"])
                 feature_jobs.append((target, lambda source=prediction_path: read_rgb_png(source)))
             if not needs_lpips:
                 continue
@@ -178,12 +170,13 @@ def set_metrics(run_dir: Path, rows: pd.DataFrame, *, seed: int = 0) -> pd.DataF
     many. Returns an empty table when no features were cached (FID unavailable).
     """
     records = []
+    paths = RunDir(run_dir)
     scored = rows[rows["hole_fraction"] > 0]
     for (method, case), group in scored.groupby(["method", "case"], sort=False):
         real, fake = [], []
         for image_id in dict.fromkeys(group["image_id"]):
-            real_path = original_feature_path(run_dir, image_id)
-            fake_path = feature_path(run_dir, method, case, image_id)
+            real_path = paths.original_features(image_id)
+            fake_path = paths.features(method, case, image_id)
             if real_path.exists() and fake_path.exists():
                 real.append(np.load(real_path))
                 fake.append(np.load(fake_path))

@@ -1,0 +1,85 @@
+"""What a run produced (`RunOutcome`) and the two documents of its directory: ``config.toml`` (what
+was asked, written when the run starts) and ``run.json`` (what happened, written when it ends)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.run.config import RunConfig, machine_description, package_versions
+from bench.run.data import DEFAULT_DATA_NAME, BenchImage
+from bench.run.scoring import ScoringReport
+from masks.cases import get_case
+from methods.registry import get_method_class
+
+#: Name of the case of user-supplied masks (``--masks``), which has no generator parameters.
+USER_CASE = "user"
+
+
+@dataclass
+class RunOutcome:
+    """What a run produced: its rows, its errors and the methods it skipped (with reasons)."""
+
+    run_dir: Path
+    rows: pd.DataFrame
+    errors: pd.DataFrame
+    skipped: dict[str, str]
+    computed_jobs: int
+    cached_jobs: int
+    images: list[BenchImage] = field(default_factory=list)
+    scoring: ScoringReport | None = None
+    #: ``describe()`` of each method this run loaded, taken before the method was released.
+    method_details: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def size_policy_text(config: RunConfig) -> str:
+    if config.size is not None:
+        return f"shorter side resized to {config.size}, centre {config.size}x{config.size} crop"
+    return f"original size, long side capped at {config.max_side} (area downscaling, no upscaling)"
+
+
+def config_document(config: RunConfig) -> dict[str, Any]:
+    """``config.toml``: the exact configuration, mask-case parameters, package versions and machine."""
+    cases = {case: get_case(case).parameters() for case in config.cases if case != USER_CASE}
+    return {
+        "run": {key: value for key, value in asdict(config).items() if value is not None and key != "weights"},
+        "weights": config.weights,
+        "cases": cases,
+        "versions": package_versions(),
+        "machine": machine_description(),
+    }
+
+
+def run_metadata(config: RunConfig, outcome: RunOutcome, started: float, command: str) -> dict[str, Any]:
+    """``run.json``: what ran and was skipped, the images, timings, scoring facts and the command;
+    a method's details are its ``describe()`` from ``outcome.method_details`` (empty when that failed)."""
+    methods_run = [name for name in config.methods if name not in outcome.skipped]
+    method_facts = []
+    for name in methods_run:
+        cls = get_method_class(name)
+        method_facts.append({"name": name, "family": cls.family.value, "resolution": cls.resolution.describe(),
+                             "details": outcome.method_details.get(name, {})})
+    return {
+        "run_id": outcome.run_dir.name,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": time.time() - started,
+        "computed_jobs": outcome.computed_jobs,
+        "cached_jobs": outcome.cached_jobs,
+        "skipped": outcome.skipped,
+        "methods_run": methods_run,
+        "methods": method_facts,
+        "data_description": config.data or DEFAULT_DATA_NAME,
+        "size_policy": size_policy_text(config),
+        "images": [
+            {"image_id": image.image_id, "source": image.source, "original_size": list(image.original_size),
+             "size": list(image.image.shape[:2]), "notes": image.notes}
+            for image in outcome.images
+        ],
+        "command": command,
+        "scoring": outcome.scoring.as_dict() if outcome.scoring else {},
+    }
