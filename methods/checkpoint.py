@@ -61,11 +61,6 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, to
     return {(key[len(prefix):] if key.startswith(prefix) else key): value for key, value in state.items()}
 
 
-def select_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Keep only the keys starting with ``prefix``, with the prefix removed."""
-    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
-
-
 def _summarise(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")

@@ -174,7 +174,7 @@ class LoadedGenerator:
     epoch: int | None
 
 
-def load_generator(path: Path | str) -> LoadedGenerator:
+def load_context_encoder(path: Path | str) -> LoadedGenerator:
     """Load a Context Encoder generator checkpoint safely and strictly.
 
     Accepts the released ``netG_streetview.pth`` (a dict ``{'epoch', 'state_dict'}``, legacy serialisation,
@@ -295,7 +295,7 @@ class ContextEncoder(Inpainter):
                  max_fill_side: int = DEFAULT_MAX_FILL_SIDE) -> None:
         if max_fill_side < 1:
             raise ValueError(f"max_fill_side must be a positive number of pixels, got {max_fill_side}")
-        self.loaded = load_generator(weights)
+        self.loaded = load_context_encoder(weights)
         self.device = torch.device(device)
         self.network = self.loaded.network.to(self.device)
         self.max_fill_side = int(max_fill_side)
@@ -382,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.images.is_dir():
         parser.error(f"--images {args.images} is not a folder")
     paths = sorted(path for path in args.images.iterdir() if path.suffix.lower() in {".png", ".jpg", ".jpeg"})
-    metrics = evaluate_center_hole(load_generator(args.weights).network, paths)
+    metrics = evaluate_center_hole(load_context_encoder(args.weights).network, paths)
     print(f"images {metrics['images']}  L2 {metrics['l2_mean']:.5f}  L1 {metrics['l1_mean']:.5f}  "
           f"PSNR {metrics['psnr_mean']:.2f} dB (paper, Paris StreetView centre: 18.58 dB)")
     return 0

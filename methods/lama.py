@@ -1,4 +1,5 @@
-"""LaMa and ReLaMa-CBAM adapters, and loading of their checkpoints.
+"""The LaMa family's adapter: `FourierInpainter` (shared by LaMa, `methods.relama_cbam` and the
+compact models of `methods.shipped`), the LaMa adapter, and loading of their checkpoints.
 
 Supported weight files (all read without executing pickled code):
 
@@ -30,22 +31,25 @@ import torch
 from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
 from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint
 from methods.nets.cbam import attention_keys
-from methods.nets.configs import build_discriminator, build_generator, generator_config
+from methods.nets.configs import build_discriminator, build_generator, generator_config, generator_input
 from methods.nets.ffc import FFCResNetGenerator
 from methods.nets.fold import prepare_for_inference
 from methods.registry import register_method
 from methods.weights_record import WeightsFile, WeightsRecord
 
 __all__ = [
+    "FourierInpainter",
     "GeneratorCheckpoint",
     "LaMa",
-    "ReLaMaCBAM",
     "build_discriminator",
     "build_generator",
+    "generator_input",
     "infer_generator_config",
     "load_generator",
     "pad_to_modulo",
     "read_generator_checkpoint",
+    "resize_image",
+    "resize_mask",
     "save_generator",
 ]
 
@@ -312,23 +316,17 @@ def pad_to_modulo(array: np.ndarray, modulo: int, minimum: int = 0) -> np.ndarra
     return np.pad(array, padding, mode="symmetric")
 
 
-def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     # Any overlap with a hole stays a hole, so no missing pixel is treated as known after resizing.
     return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
 
 
-def _resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     shrinking = size[0] * size[1] < image.shape[0] * image.shape[1]
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
-def generator_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """LaMa's network input: ``cat(image * (1 - mask), mask)`` for ``N x 3 x H x W`` images in [0, 1] and
-    ``N x 1 x H x W`` masks (1 = hole)."""
-    return torch.cat([image * (1 - mask), mask], dim=1)
-
-
-class _FourierInpainter(Inpainter):
+class FourierInpainter(Inpainter):
     """Shared adapter of the FFC generators; subclasses fix the generator kind."""
 
     family = Family.FOURIER
@@ -387,7 +385,7 @@ class _FourierInpainter(Inpainter):
     @classmethod
     def with_random_weights(cls, config: str | Mapping[str, Any] | None = None, *, seed: int = 0,
                             device: str | torch.device | None = None, optimize: bool = True,
-                            batch_size: int = 4) -> "_FourierInpainter":
+                            batch_size: int = 4) -> "FourierInpainter":
         """An instance with freshly initialised weights, for timing and memory measurements only.
 
         Its outputs are meaningless; `relama-bench perf --random-weights` uses it and labels the rows.
@@ -446,8 +444,8 @@ class _FourierInpainter(Inpainter):
         original_h, original_w = images[0].shape[:2]
         if self.working_size is not None:
             size = (self.working_size, self.working_size)
-            images = [_resize_image(image, size) for image in images]
-            masks = [_resize_mask(mask, size) for mask in masks]
+            images = [resize_image(image, size) for image in images]
+            masks = [resize_mask(mask, size) for mask in masks]
         height, width = images[0].shape[:2]
         padded_images = np.stack([pad_to_modulo(image.astype(np.float32) / 255, self.modulo, self.minimum_side)
                                   for image in images])
@@ -455,7 +453,7 @@ class _FourierInpainter(Inpainter):
                                  for mask in masks])
         image_tensor = torch.from_numpy(padded_images).permute(0, 3, 1, 2).to(self.device)
         mask_tensor = (torch.from_numpy(padded_masks)[:, None] > 0).to(self.device, torch.float32)
-        network_input = torch.cat([image_tensor * (1 - mask_tensor), mask_tensor], dim=1)
+        network_input = generator_input(image_tensor, mask_tensor)
         if self.optimize:
             network_input = network_input.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode() if self.optimize else torch.no_grad():
@@ -485,7 +483,7 @@ class _FourierInpainter(Inpainter):
 
 
 @register_method
-class LaMa(_FourierInpainter):
+class LaMa(FourierInpainter):
     name = "lama"
     summary = "LaMa (Suvorov et al. 2022), fast Fourier convolutions, big-lama"
     generator_kind = "ffc_resnet"
@@ -498,19 +496,3 @@ class LaMa(_FourierInpainter):
                            licence="BSD-3-Clause (the repository's licence; the README states none for the weights)"),),
         verification="read with weights_only=True; strict load: every generator key and shape must match",
     )
-
-
-@register_method
-class ReLaMaCBAM(_FourierInpainter):
-    name = "relama-cbam"
-    summary = "ReLaMa-CBAM: LaMa with FFC-aware channel and spatial attention in every residual block"
-    generator_kind = "ffc_resnet_cbam"
-    default_config = "big-relama-cbam"
-    weights_record = WeightsRecord(
-        takes="file",
-        what="a ReLaMa-CBAM generator checkpoint (.safetensors from relama-bench train, or a state dict)",
-        files=(WeightsFile(path="", source="trained with `relama-bench train --arch relama-cbam` (no released "
-                                           "checkpoint exists)", licence="MIT (relama-bench)"),),
-        verification="read with weights_only=True or safetensors; strict load: every key and shape must match",
-    )
-

@@ -26,6 +26,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "methods.pluralistic",
     "methods.ict",
     "methods.lama",
+    "methods.relama_cbam",
     "methods.shipped",
 )
 

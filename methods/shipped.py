@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from methods.base import Option, Resolution
-from methods.lama import _FourierInpainter, _resize_image, _resize_mask
+from methods.lama import FourierInpainter, resize_image, resize_mask
 from methods.registry import register_method
 from methods.weights_record import WeightsFile, WeightsRecord
 
@@ -36,7 +36,7 @@ def shipped_record(file_name: str, size_bytes: int, sha256: str) -> WeightsRecor
     )
 
 
-class _ShippedFourierInpainter(_FourierInpainter):
+class _ShippedFourierInpainter(FourierInpainter):
     """A shipped compact generator run at its native size with full-resolution compositing."""
 
     native_size: ClassVar[int] = 64
@@ -72,8 +72,8 @@ class _ShippedFourierInpainter(_FourierInpainter):
         native = (self.native_size, self.native_size)
         if (height, width) == native:
             return super()._run(images, masks)
-        small = super()._run([_resize_image(image, native) for image in images],
-                             [_resize_mask(mask, native) for mask in masks])
+        small = super()._run([resize_image(image, native) for image in images],
+                             [resize_mask(mask, native) for mask in masks])
         results = []
         for image, mask, filled in zip(images, masks, small):
             upscaled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC)

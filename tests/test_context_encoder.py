@@ -24,7 +24,7 @@ from methods.context_encoder import (
     ContextEncoder,
     evaluate_center_hole,
     hole_pieces,
-    load_generator,
+    load_context_encoder,
     main,
     resize_and_crop,
     to_uint8,
@@ -60,7 +60,7 @@ def _paris(name: str) -> np.ndarray:
 
 @pytest.mark.parametrize("replica", REPLICAS)
 def test_replicas_of_the_released_file_load_and_reproduce_the_golden_output(golden, replica):
-    loaded = load_generator(shared_path("golden", "context_encoder", "replica", replica))
+    loaded = load_context_encoder(shared_path("golden", "context_encoder", "replica", replica))
     assert loaded.epoch == 200
     assert (loaded.network.nef, loaded.network.ngf, loaded.network.n_bottleneck) == (8, 8, 32)
     assert not loaded.network.training
@@ -73,7 +73,7 @@ def test_replicas_of_the_released_file_load_and_reproduce_the_golden_output(gold
 def test_flat_state_dicts_with_num_batches_tracked_and_module_prefix_load(golden, tmp_path):
     path = tmp_path / "generator.safetensors"
     save_file({f"module.{key}": value.contiguous() for key, value in golden["state_dict"].items()}, str(path))
-    loaded = load_generator(path)
+    loaded = load_context_encoder(path)
     assert loaded.epoch is None
     with torch.no_grad():
         torch.testing.assert_close(loaded.network(golden["batch1"]["input_cropped"]), golden["batch1"]["output"],
@@ -87,7 +87,7 @@ def test_missing_and_unexpected_keys_are_named(golden, tmp_path):
     torch.save({"epoch": 3, "state_dict": state}, path)
     with pytest.raises(CheckpointError, match=r"broken\.pth.*missing keys: main\.3\.running_var.*"
                                               r"unexpected keys: main\.99\.weight"):
-        load_generator(path)
+        load_context_encoder(path)
 
 
 def test_the_discriminator_is_refused_as_a_generator(tmp_path):
@@ -95,20 +95,20 @@ def test_the_discriminator_is_refused_as_a_generator(tmp_path):
     path = tmp_path / "netlocalD.pth"
     torch.save({"epoch": 1, "state_dict": netd["state_dict"]}, path)
     with pytest.raises(CheckpointError, match="does not fit ContextEncoderGenerator"):
-        load_generator(path)
+        load_context_encoder(path)
 
 
 def test_files_that_are_not_generator_checkpoints_raise_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_generator(tmp_path / "absent.pth")
+        load_context_encoder(tmp_path / "absent.pth")
     tensor_only = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), tensor_only)
     with pytest.raises(CheckpointError, match="not a Context Encoder generator"):
-        load_generator(tensor_only)
+        load_context_encoder(tensor_only)
     unsafe = tmp_path / "unsafe.pth"
     torch.save({"state_dict": {"main.0.weight": torch.zeros(1)}, "options": _PickledOptions()}, unsafe)
     with pytest.raises(CheckpointError, match="cannot be read safely"):
-        load_generator(unsafe)
+        load_context_encoder(unsafe)
 
 
 class _PickledOptions:
@@ -229,7 +229,7 @@ def test_adapter_handles_images_smaller_than_a_view(adapter):
 def test_end_to_end_on_paris_streetview_centre_holes(replica_path, golden, tmp_path, capsys):
     names = golden["batch2"]["image_names"]
     paths = [shared_path("datasets", "paris_streetview_eval", name) for name in names]
-    metrics = evaluate_center_hole(load_generator(replica_path).network, paths)
+    metrics = evaluate_center_hole(load_context_encoder(replica_path).network, paths)
     assert metrics["psnr_mean"] == pytest.approx(golden["batch2"]["psnr_mean"], rel=1e-5)
     assert metrics["l2_mean"] == pytest.approx(golden["batch2"]["l2_mean"], rel=1e-5)
     for path in paths:

@@ -11,13 +11,14 @@ from conftest import shared_path
 
 from methods.base import MethodUnavailable
 from methods.checkpoint import CheckpointError
-from methods.lama import (LaMa, ReLaMaCBAM, infer_generator_config, load_generator, pad_to_modulo,
+from methods.lama import (LaMa, infer_generator_config, load_generator, pad_to_modulo,
                           read_generator_checkpoint, save_generator)
 from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
 from methods.nets.configs import build_generator, generator_config
 from methods.nets.ffc import FFCResNetGenerator
 from methods.nets.fold import fold_batchnorm, prepare_for_inference
 from methods.registry import available_methods, create_method
+from methods.relama_cbam import ReLaMaCBAM
 
 CASES = ["", "_nonsquare", "_odd_bottleneck"]
 

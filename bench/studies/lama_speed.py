@@ -20,7 +20,7 @@ import time
 import torch
 
 from bench.studies.perf import measure_peak_memory
-from methods.nets.configs import build_generator
+from methods.nets.configs import build_generator, generator_input
 from methods.nets.fold import prepare_for_inference
 
 
@@ -39,7 +39,7 @@ def compare(config: str, size: int, repeats: int, channels_last: bool = True) ->
     optimised = prepare_for_inference(copy.deepcopy(reference), channels_last=channels_last)
     image = torch.rand(1, 3, size, size)
     mask = (torch.rand(1, 1, size, size) > 0.7).float()
-    batch = torch.cat([image * (1 - mask), mask], dim=1)
+    batch = generator_input(image, mask)
     fast_batch = batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
     def run_reference() -> torch.Tensor:

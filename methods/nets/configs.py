@@ -47,6 +47,12 @@ DISCRIMINATOR_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+def generator_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The input every LaMa-family generator takes: ``cat(image * (1 - mask), mask)`` for ``N x 3 x H x W``
+    images in [0, 1] and ``N x 1 x H x W`` masks (1 = hole); inference, training and analysis all use it."""
+    return torch.cat([image * (1 - mask), mask], dim=1)
+
+
 def generator_config(config: str | Mapping[str, Any]) -> dict[str, Any]:
     """The full generator configuration (with ``kind``) for a name or a mapping.
 

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from methods.nets.configs import build_discriminator, build_generator
+from methods.nets.configs import build_discriminator, build_generator, generator_input
 from methods.training import losses
 from methods.training.config import TrainConfig
 from methods.training.data import TrainingBatches, list_images, split_validation, validation_set
@@ -175,7 +175,7 @@ class Trainer:
     def _generator_losses(self, images: torch.Tensor, masks: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         config = self.config
-        predicted = self.generator_step_module(torch.cat([images * (1 - masks), masks], dim=1))
+        predicted = self.generator_step_module(generator_input(images, masks))
         fake_logits, fake_features = self.discriminator(predicted)
         with torch.no_grad():
             _, real_features = self.discriminator(images)
@@ -273,7 +273,7 @@ class Trainer:
         for start in range(0, len(images_all), batch_size):
             images = images_all[start:start + batch_size].to(self.device)
             masks = masks_all[start:start + batch_size].to(self.device)
-            predicted = generator(torch.cat([images * (1 - masks), masks], dim=1))
+            predicted = generator(generator_input(images, masks))
             blended = (masks * predicted + (1 - masks) * images).clamp(0, 1)
             scores["psnr"].append(psnr(blended, images).cpu())
             scores["ssim"].append(ssim(blended, images).cpu())
