@@ -74,3 +74,19 @@ def test_labelme_bad_files(tmp_path):
     path = _labelme(tmp_path, [{"shape_type": "line", "points": [[0, 0], [5, 5]]}])
     with pytest.raises(MaskFileError, match="'line' shape"):
         read_labelme(path)
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path):
+    import os
+
+    from masks.io import atomic_write_bytes
+
+    previous = os.umask(0o027)
+    try:
+        atomic_write_bytes(tmp_path / "file.bin", b"data")
+        (tmp_path / "plain.bin").write_bytes(b"data")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "file.bin").read_bytes() == b"data"
+    assert (tmp_path / "file.bin").stat().st_mode & 0o777 == (tmp_path / "plain.bin").stat().st_mode & 0o777 == 0o640
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 from bench.studies import erf
 from bench.errors import UserError
 from bench.report.document import Section, write_reports
+from bench.run.rundir import write_bytes, write_table
 from bench.cli.options import add_device_argument, comma_list, parse_weights_options
 from masks.cases import CASES
 
@@ -118,11 +120,12 @@ def erf_command(args: argparse.Namespace) -> int:
             results.append(erf.measure(subject, sets, layer, location=location, batch_size=args.batch_size))
     duration = time.perf_counter() - started
     table = erf.results_table(results)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "erf.csv", index=False)
-    np.savez_compressed(out_dir / "erf_maps.npz", **{
+    write_table(out_dir / "erf.csv", table)
+    maps = io.BytesIO()
+    np.savez_compressed(maps, **{
         f"{r.subject.method}|{r.subject.weights}|{erf.layer_name(r.layer)}|{name}": erf_map
         for r in results for name, erf_map in r.maps.items()})
+    write_bytes(out_dir / "erf_maps.npz", maps.getvalue())
     sections = erf_sections(results, table, out_dir, args, location, duration)
     markdown_path, html_path = write_reports(out_dir, "relama-bench: effective receptive fields",
                                              intro_lines(args, subjects, sets, location), sections)

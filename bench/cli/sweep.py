@@ -15,6 +15,7 @@ from bench.cli.erf import arguments_hash
 from bench.errors import UserError
 from bench.metrics.catalogue import HOLE_PIXEL_METRICS, format_interval, format_value, label
 from bench.report.document import Section, write_reports
+from bench.run.rundir import write_table
 from bench.cli.options import comma_list, parse_weights_options
 from masks.cases import CASES
 from methods.base import Inpainter, MethodUnavailable
@@ -137,7 +138,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         rows = sweeps.area_rows(images, methods, fractions, shapes=shapes, seed=args.seed, progress=_progress)
         sections = area_sections(rows, out_dir, time.perf_counter() - started)
         title = "relama-bench: hole-size curves"
-    rows.to_csv(out_dir / "rows.csv", index=False)
+    write_table(out_dir / "rows.csv", rows)
     intro = [
         f"Images: {', '.join(item.image_id for item in images)} "
         f"({args.data if args.data else 'embedded scikit-image photographs'}); seed {args.seed}.",
@@ -165,7 +166,7 @@ def _cell(metric: str, row: pd.Series) -> str:
 
 def resolution_sections(rows: pd.DataFrame, out_dir: Path, duration: float) -> list[Section]:
     summary = sweeps.summarise_by(rows, ["method", "case", "resolution"])
-    summary.to_csv(out_dir / "resolution_summary.csv", index=False)
+    write_table(out_dir / "resolution_summary.csv", summary)
     section = Section("Resolution robustness", [
         "The same images and the same relative holes (drawn once at the smallest size and resized with "
         "nearest-neighbour sampling) at each long side. Cells: mean [95 % bootstrap CI] over images.",
@@ -195,7 +196,7 @@ def resolution_sections(rows: pd.DataFrame, out_dir: Path, duration: float) -> l
 
 def area_sections(rows: pd.DataFrame, out_dir: Path, duration: float) -> list[Section]:
     bins = sweeps.fine_bins(rows)
-    bins.to_csv(out_dir / "area_bins.csv", index=False)
+    write_table(out_dir / "area_bins.csv", bins)
     section = Section("Hole-size curves", [
         "Each image gets masks of growing area from one shape family (growing box; strokes added one at a "
         "time, so every level contains the previous one). Means per 5 % hole-fraction bin; where a curve "

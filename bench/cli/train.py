@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from bench.errors import UserError
+from bench.run.rundir import write_text
 from methods.checkpoint import CheckpointError, read_checkpoint
 from methods.training.config import PERCEPTUAL_LOSSES, TrainConfig, read_config_file
 from methods.training.trainer import CHECKPOINT_NAME, Trainer
@@ -220,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         "generator_parameters": sum(p.numel() for p in trainer.generator.parameters()),
         "validation": scores,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     scores_text = ", ".join(f"{name} {value:.4f}" for name, value in scores.items())
     print(f"trained {config.arch} for {trainer.step} steps in {trainer.wall_s:.0f} s; validation: {scores_text}; "
           f"perceptual loss: {summary['perceptual_loss']}; run directory: {run_dir}")

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from masks.io import atomic_write_bytes
+from bench.run.rundir import write_bytes
+
 
 #: Colour shown in the hole of the masked-input column.
 HOLE_COLOUR = np.array([255, 255, 255], np.uint8)
@@ -33,8 +34,7 @@ def save_figure(figure: Figure, path: Path, *, dpi: int = 100) -> None:
     """Write ``figure`` as PNG atomically."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def comparison_grid(

@@ -33,9 +33,14 @@ from masks.io import atomic_write_bytes
 ORIGINALS = "_originals"
 
 
-def write_text(path: Path, text: str) -> None:
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically, creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, data)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -28,8 +28,7 @@ from bench.metrics.learned import (
     fid_unavailable_reason,
     lpips_unavailable_reason,
 )
-from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write_json
-from masks.io import atomic_write_bytes
+from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write_bytes, write_json
 
 LPIPS_NET = "alex"
 #: AlexNet's pooling stack needs at least this many pixels per side; smaller images get NaN LPIPS.
@@ -65,8 +64,7 @@ class ScoringReport:
 def _save_features(path: Path, features: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, features.astype(np.float32))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def disabled_report() -> ScoringReport:

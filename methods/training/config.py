@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from masks.io import atomic_write_bytes
+
 #: Generator kinds by ``--arch``.
 ARCH_KINDS = {"lama": "ffc_resnet", "relama-cbam": "ffc_resnet_cbam"}
 #: Perceptual losses by config name.
@@ -97,7 +99,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: Path | str) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the configuration as JSON, atomically."""
+        atomic_write_bytes(Path(path), (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8"))
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "TrainConfig":
