@@ -139,7 +139,7 @@ class Pluralistic(Inpainter):
     resolution = Resolution("native", 256)
     weights_record = WeightsRecord(
         takes="folder",
-        what=f"the folder of one released model (e.g. places2_random) with {ENCODER_FILE} and {GENERATOR_FILE}",
+        what=f"folder with the released {ENCODER_FILE} and {GENERATOR_FILE}",
         files=tuple(WeightsFile(path=file, source="https://github.com/lyndonzheng/Pluralistic-Inpainting (README, "
                                                   "pretrained models)", licence="as stated by the authors (relama-bench does not redistribute it)")
                     for file in (ENCODER_FILE, GENERATOR_FILE)),

@@ -17,6 +17,7 @@ from bench.run.runner import Runner
 from conftest import write_photos
 from methods import registry
 from methods.base import Family, Inpainter
+from methods.weights_record import WeightsFile, WeightsRecord
 
 IMAGES = ("p0", "p1")
 
@@ -26,7 +27,9 @@ class _WeightedFill(Inpainter):
 
     name = "test-weighted"
     family = Family.CNN
-    weights_needed = "any file"
+    weights_record = WeightsRecord(takes="file", what="any file",
+                                   files=(WeightsFile(path="", source="this test", licence="none"),),
+                                   verification="none")
 
     def __init__(self, weights: Path) -> None:
         self.value = Path(weights).read_bytes()[0]

@@ -14,7 +14,7 @@ from bench.studies import erf
 from bench.errors import UserError
 from bench.report.document import Section, write_reports
 from bench.run.rundir import write_bytes, write_table
-from bench.cli.options import add_device_argument, comma_list, parse_weights_options
+from bench.cli.options import add_device_argument, comma_list, method_names, parse_weights_options
 from masks.cases import CASES
 
 
@@ -96,9 +96,7 @@ def validate(args: argparse.Namespace) -> None:
 
 def erf_command(args: argparse.Namespace) -> int:
     validate(args)
-    methods = comma_list(args.methods, "--methods")
-    if not methods:
-        raise UserError("--methods names no method: pass e.g. --methods lama,relama-cbam")
+    methods = method_names(args.methods, [])
     layers = parse_layers(args.layer)
     location = parse_location(args.location)
     weights = parse_weights_options(args.weights)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.errors import UserError
-from methods.registry import list_methods
+from methods.registry import get_method_class, list_methods
 
 
 def comma_list(value: str, option: str) -> list[str]:
@@ -22,6 +22,31 @@ def comma_list(value: str, option: str) -> list[str]:
             print(f"relama-bench: note: {option} lists {item!r} {items.count(item)} times; it is used once",
                   file=sys.stderr)
     return unique
+
+
+def default_run_methods() -> list[str]:
+    """The methods a command runs when ``--methods`` is not given: those meant for the default run."""
+    return [name for name in list_methods() if get_method_class(name).in_default_run]
+
+
+def method_names(value: str | None, default: list[str]) -> list[str]:
+    """``--methods``: the named methods, each once in order, or ``default`` when the option is absent.
+
+    Raises
+    ------
+    UserError
+        The list names no method, or an unknown one.
+    """
+    if value is None:
+        return list(default)
+    names = comma_list(value, "--methods")
+    if not names:
+        raise UserError(f"--methods {value!r} names no method: pass names from `relama-bench list`")
+    known = list_methods()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UserError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known)}")
+    return names
 
 
 def parse_weights_options(values: Iterable[str]) -> dict[str, Path]:

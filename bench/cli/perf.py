@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.cli.options import add_device_argument, comma_list, parse_weights_options
+from bench.cli.options import add_device_argument, comma_list, method_names, parse_weights_options
 from bench.errors import UserError
 from bench.studies.perf import DEFAULT_SIZES, RANDOM_WEIGHTS_LABEL, format_table, perf_study, write_tables
 from methods.registry import list_methods
@@ -15,7 +15,7 @@ from methods.registry import list_methods
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("perf", help="median latency and peak memory per method and image size")
-    parser.add_argument("--methods", default="", help="comma-separated methods (default: every method that can run)")
+    parser.add_argument("--methods", default=None, help="comma-separated methods (default: every method that can run)")
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="square sizes, e.g. 256,512,1024")
     parser.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH",
                         help="weights for a method (repeatable)")
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     weights = parse_weights_options(args.weights)
     sizes = _parse_sizes(args.sizes)
-    names = comma_list(args.methods, "--methods") or list_methods()
+    names = method_names(args.methods, list_methods())
     study = perf_study(names, weights, sizes, repeats=args.repeats, warmup=args.warmup,
                        random_weights=args.random_weights, device=args.device)
     print(format_table(study.rows))

@@ -14,9 +14,10 @@ from bench.errors import UserError
 from bench.run.rundir import RunDir
 from bench.report.build import build_report
 from bench.run.runner import USER_CASE, Runner, default_worker_count
-from bench.cli.options import add_device_argument, comma_list, parse_weights_options
+from bench.cli.options import (add_device_argument, comma_list, default_run_methods, method_names,
+                               parse_weights_options)
 from masks.cases import CASES
-from methods.registry import get_method_class, list_methods
+from methods.registry import get_method_class
 
 #: Bounds of the numeric options, checked before anything is allocated.
 MAX_SAMPLES = 100
@@ -79,16 +80,7 @@ def _check_range(option: str, value: int | None, low: int, high: int, meaning: s
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    known_methods = list_methods()
-    if args.methods is None:
-        methods = [name for name in known_methods if get_method_class(name).in_default_run]
-    else:
-        methods = comma_list(args.methods, "--methods")
-        if not methods:
-            raise UserError(f"--methods {args.methods!r} names no method: pass names from `relama-bench list`")
-        unknown = [name for name in methods if name not in known_methods]
-        if unknown:
-            raise UserError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known_methods)}")
+    methods = method_names(args.methods, default_run_methods())
     if args.masks is not None:
         if not args.masks.is_dir():
             raise UserError(f"mask folder {args.masks} does not exist: pass --masks DIR with one mask per image")

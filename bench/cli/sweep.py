@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 
 from bench.studies import sweeps
-from bench.run.data import default_images, folder_images
+from bench.run.data import load_images
 from bench.cli.erf import arguments_hash
 from bench.errors import UserError
 from bench.metrics.catalogue import HOLE_PIXEL_METRICS, format_interval, format_value, label
 from bench.report.document import Section, write_reports
 from bench.run.rundir import write_table
-from bench.cli.options import comma_list, parse_weights_options
+from bench.cli.options import comma_list, default_run_methods, method_names, parse_weights_options
 from masks.cases import CASES
 from methods.base import Inpainter, MethodUnavailable
-from methods.registry import create_method, get_method_class, list_methods
+from methods.registry import create_method
 
 #: Metrics with a figure and a table in the sweep reports.
 KEY_METRICS = HOLE_PIXEL_METRICS
@@ -77,14 +77,7 @@ def area_fractions(levels: int, low: float, high: float) -> np.ndarray:
 
 def resolve_methods(value: str | None, weights: dict[str, Path]) -> tuple[dict[str, Inpainter], dict[str, str]]:
     """Built methods and skipped ones with the reason; unknown names are an error."""
-    known = list_methods()
-    if value is None:
-        names = [name for name in known if get_method_class(name).in_default_run]
-    else:
-        names = comma_list(value, "--methods")
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise UserError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known)}")
+    names = method_names(value, default_run_methods())
     methods, skipped = {}, {}
     for name in names:
         try:
@@ -100,9 +93,7 @@ def resolve_methods(value: str | None, weights: dict[str, Path]) -> tuple[dict[s
 def _load_images(args: argparse.Namespace, size: int | None):
     if args.images < 1:
         raise UserError(f"--images {args.images} selects no image: pass a positive number")
-    if args.data is not None:
-        return folder_images(args.data, size=size, limit=args.images)
-    return default_images(size=size, limit=args.images)
+    return load_images(args.data, size=size, limit=args.images)
 
 
 def sweep_command(args: argparse.Namespace) -> int:

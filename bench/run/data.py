@@ -198,3 +198,12 @@ def folder_images(folder: Path | str, size: int | None = None, limit: int | None
     if not records:
         raise UserError(f"data folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return records
+
+
+def load_images(data: Path | str | None, *, size: int | None = None, limit: int | None = None,
+                max_side: int = DEFAULT_MAX_SIDE) -> list[BenchImage]:
+    """The images of ``data`` (a folder), or the embedded default set when ``data`` is None: the one
+    image-source choice of every command."""
+    if data is None:
+        return default_images(size=size, limit=limit, max_side=max_side)
+    return folder_images(data, size=size, limit=limit, max_side=max_side)

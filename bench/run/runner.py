@@ -34,7 +34,7 @@ from tqdm import tqdm
 from bench.errors import UserError
 from bench.metrics.pixel import pixel_metrics
 from bench.run.config import RunConfig, package_versions
-from bench.run.data import BenchImage, apply_size_policy, default_images, folder_images
+from bench.run.data import BenchImage, apply_size_policy, load_images
 from bench.run.identity import ContentDigests, JobIdentity, array_digest
 from bench.run.rundir import RunDir, read_json, sample_path, write_json, write_rgb_png
 from bench.run.metadata import USER_CASE, RunOutcome, config_document, run_metadata
@@ -225,9 +225,7 @@ class Runner:
         config = self.config
         if config.limit is not None and config.limit < 1:
             raise UserError(f"--limit {config.limit} selects no image: pass a positive number or leave it out")
-        if config.data is None:
-            return default_images(size=config.size, limit=config.limit, max_side=config.max_side)
-        return folder_images(config.data, size=config.size, limit=config.limit, max_side=config.max_side)
+        return load_images(config.data, size=config.size, limit=config.limit, max_side=config.max_side)
 
     def write_inputs(self, images: list[BenchImage]) -> tuple[dict[str, str], dict[str, dict[str, np.ndarray]]]:
         """Content digests of the images, and hole masks by case and image id.

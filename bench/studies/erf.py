@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench.run.data import default_images, folder_images
+from bench.run.data import load_images
 from bench.errors import UserError
 from masks.cases import case_mask
 
@@ -306,8 +306,7 @@ def input_sets(size: int, n_images: int, cases: Sequence[str], *, seed: int = 0,
     """
     if n_images < 1:
         raise UserError(f"--images {n_images} selects no input: pass a positive number")
-    bench_images = (folder_images(data, size=size, limit=n_images) if data is not None
-                    else default_images(size=size, limit=n_images))
+    bench_images = load_images(data, size=size, limit=n_images)
     images = torch.from_numpy(np.stack([item.image for item in bench_images])).permute(0, 3, 1, 2).float() / 255
     sets = {}
     for case in cases:
