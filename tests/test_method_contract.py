@@ -187,3 +187,16 @@ def test_declared_capabilities_are_honoured(name, built):
         assert torch.device(method.device).type == "cpu"
     if cls.training_domain:
         assert method.describe()["training domain"] == cls.training_domain
+
+
+def test_list_and_weights_show_each_methods_weights_record(capsys, tmp_path):
+    from bench.cli.app import main
+
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "--weights" in listing and "shipped (lama_celebahq64.safetensors)" in listing
+    assert main(["weights", "lama", "telea", "--weights-dir", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "lama: --weights lama=FILE" in shown and "https://github.com/advimman/lama" in shown
+    assert "BSD-3-Clause" in shown and "telea: needs no weights" in shown
+    assert "entry" not in shown, "naming only methods shows no metric table"

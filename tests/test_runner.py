@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import write_photos
 from bench.run.config import RunConfig
-from bench.run.rundir import read_rgb_png
+from bench.run.rundir import read_json, read_rgb_png
 from bench.run.runner import ALL_HOLE, NOTHING_TO_FILL, Runner
 from methods import registry
 from methods.base import Family, Inpainter
@@ -200,3 +200,20 @@ def test_each_method_is_released_after_its_jobs_and_described_for_run_json(tmp_p
     outcome = Runner(config, progress=False).run()
     assert not [key for key in runner._METHOD_CACHE if key[0] in (_SeesHoles.name, "telea")]
     assert outcome.method_details == {_SeesHoles.name: {}, "telea": {"radius": "3"}}
+
+
+def test_config_is_written_when_the_run_starts_and_run_json_when_it_ends(tmp_path, monkeypatch):
+    data = write_photos(tmp_path / "data", 1, (40, 48))
+    config = RunConfig(methods=["telea"], cases=["region"], data=str(data), runs_root=str(tmp_path / "runs"),
+                       learned_metrics=False)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Runner, "load_methods", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(config, progress=False).run()
+    assert (config.run_dir() / "config.toml").is_file() and not (config.run_dir() / "run.json").exists()
+    monkeypatch.undo()
+    Runner(config, progress=False, command="relama-bench run (test)").run()
+    assert read_json(config.run_dir() / "run.json")["command"] == "relama-bench run (test)"
