@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench.cli import train as train_command
+from bench.studies.train import initial_generator
 from methods.lama import load_generator
 from methods.training.config import TrainConfig
 from training_helpers import make_image_folder
@@ -80,7 +81,7 @@ def test_init_from_lama_keeps_lama_weights_and_adds_attention(setup, lama_run, t
                                "--out", str(out), "--no-progress"]) == 0
     config = TrainConfig.from_mapping(json.loads((out / "config.json").read_text()))
     assert config.init_from_lama.endswith("generator.safetensors")
-    state = train_command.initial_generator(config)
+    state = initial_generator(config)
     lama_state = load_generator(lama_run / "generator.safetensors").state_dict()
     assert any(".ca." in key for key in state)
     for key, value in lama_state.items():
