@@ -52,6 +52,7 @@ from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
 from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint, strip_prefix
 from methods.nets.context_encoder import CENTER_SIZE, IMAGE_SIZE, ContextEncoderGenerator
 from methods.registry import register_method
+from methods.releases import GDRIVE_FILE, Release, ReleasedFile
 from methods.weights_record import WeightsFile, WeightsRecord
 
 #: Width of the blank ring of known pixels that the generator also predicts (the reference's ``overlapPred``).
@@ -285,6 +286,11 @@ class ContextEncoder(Inpainter):
                                            "pretrained Paris StreetView model)",
                            licence="MIT (the repository's licence)"),),
         verification="read with weights_only=True (legacy container accepted); strict load (every key and shape)",
+        release=Release(
+            files=(ReleasedFile("netG_streetview.pth", GDRIVE_FILE, "0B6oeoQaX0xmzS0RXXzNYZkZ3ZUk"),),
+            weights="netG_streetview.pth",
+            expected=("netG_streetview.pth",),
+        ),
     )
     devices = ("cpu", "cuda")
     options = {"max_fill_side": Option(int, "longest hole side filled from one view; longer holes are tiled",

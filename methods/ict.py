@@ -40,6 +40,7 @@ from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoi
 from methods.nets.ict_transformer import ICT_TRANSFORMER_CONFIGS, ICTTransformer, config_from_state_dict
 from methods.nets.ict_upsampler import ICTUpsampler, upsampler_shape_from_state_dict
 from methods.registry import register_method
+from methods.releases import HTTP, Release, ReleasedFile
 from methods.weights_record import WeightsFile, WeightsRecord
 
 #: Dataset variants of the released checkpoints, in the order preferred when several are installed
@@ -426,11 +427,18 @@ class ICT(Inpainter):
         takes="folder",
         what="the ckpts_ICT folder released with ICT (Transformer/ and Upsample/)",
         files=tuple(WeightsFile(path=path, source="https://github.com/raywzy/ICT (README, pretrained models: "
-                                                  "ckpts_ICT)", licence="as stated by the authors (relama-bench does not redistribute it)")
+                                                  "ckpts_ICT)", licence="none stated; the README says academic research use only")
                     for path in ("Transformer/{variant}.pth", "Upsample/{variant}/InpaintingModel_gen.pth")),
         verification="read with weights_only=True; strict load of transformer and upsampler (every key and shape)",
         variants=DATASETS,
         nested_folder="ckpts_ICT",
+        release=Release(
+            files=(ReleasedFile("ckpts_ICT.zip", HTTP, "https://www.dropbox.com/s/cqjgcj0serkbdxd/ckpts_ICT.zip?dl=1",
+                                unpack=True),),
+            weights="ckpts_ICT",
+            expected=("ckpts_ICT/Transformer/Places2_Nature.pth",
+                      "ckpts_ICT/Upsample/Places2_Nature/InpaintingModel_gen.pth"),
+        ),
     )
     devices = ("cpu", "cuda")
     options = {

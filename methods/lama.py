@@ -35,6 +35,7 @@ from methods.nets.configs import build_discriminator, build_generator, generator
 from methods.nets.ffc import FFCResNetGenerator
 from methods.nets.fold import prepare_for_inference
 from methods.registry import register_method
+from methods.releases import HTTP, Release, ReleasedFile
 from methods.weights_record import WeightsFile, WeightsRecord
 
 __all__ = [
@@ -495,4 +496,10 @@ class LaMa(FourierInpainter):
         files=(WeightsFile(path="", source="https://github.com/advimman/lama (README, 'big-lama' pretrained model)",
                            licence="BSD-3-Clause (the repository's licence; the README states none for the weights)"),),
         verification="read with weights_only=True; strict load: every generator key and shape must match",
+        release=Release(
+            files=(ReleasedFile("big-lama.zip", HTTP, "https://huggingface.co/smartywu/big-lama/resolve/main/big-lama.zip",
+                                unpack=True),),
+            weights="big-lama/models/best.ckpt",
+            expected=("big-lama/config.yaml", "big-lama/models/best.ckpt"),
+        ),
     )

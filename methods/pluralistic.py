@@ -43,6 +43,7 @@ from methods.nets.pluralistic import (
     restore_power_iteration_state,
 )
 from methods.registry import register_method
+from methods.releases import GDRIVE_FOLDER, Release, ReleasedFile
 from methods.weights_record import WeightsFile, WeightsRecord
 
 ENCODER_FILE = "latest_net_E.pth"
@@ -141,9 +142,16 @@ class Pluralistic(Inpainter):
         takes="folder",
         what=f"folder with the released {ENCODER_FILE} and {GENERATOR_FILE}",
         files=tuple(WeightsFile(path=file, source="https://github.com/lyndonzheng/Pluralistic-Inpainting (README, "
-                                                  "pretrained models)", licence="as stated by the authors (relama-bench does not redistribute it)")
+                                                  "pretrained models; fetched: Places2_random)",
+                                licence="CC BY-NC 4.0 (the README's licence: research and education only)")
                     for file in (ENCODER_FILE, GENERATOR_FILE)),
         verification="read with weights_only=True; strict load of encoder and generator (every key and shape)",
+        release=Release(
+            files=tuple(ReleasedFile(f"places2_random/{name}", GDRIVE_FOLDER, "1L4NAHQqyEJ_ANt4SfEP1hdEVdGrteu4L",
+                                     folder_member=name) for name in (ENCODER_FILE, GENERATOR_FILE)),
+            weights="places2_random",
+            expected=(f"places2_random/{ENCODER_FILE}", f"places2_random/{GENERATOR_FILE}"),
+        ),
     )
     devices = ("cpu", "cuda")
     options = {

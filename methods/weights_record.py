@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from methods.releases import Release
+
 #: Folder of the weights that ship with the package (and their model cards).
 SHIPPED_DIR = Path(__file__).resolve().parent / "data"
 
@@ -65,6 +67,9 @@ class WeightsRecord:
         A folder holding a sub-folder of this name is accepted in its place (the archive's top folder).
     shipped : str
         File name under `SHIPPED_DIR` used when ``--weights`` is not given; empty when nothing ships.
+    release : Release, optional
+        Where ``relama-bench weights fetch METHOD`` downloads the released files and how it lays them
+        out; None when there is nothing published to fetch.
     """
 
     takes: str
@@ -74,6 +79,7 @@ class WeightsRecord:
     variants: tuple[str, ...] = ()
     nested_folder: str = ""
     shipped: str = ""
+    release: Release | None = None
 
     def __post_init__(self) -> None:
         if self.takes not in ("file", "folder"):

