@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
-from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint, strip_prefix
+from methods.checkpoint import CheckpointError, build_and_load, read_checkpoint, strip_prefix
 from methods.nets.context_encoder import CENTER_SIZE, IMAGE_SIZE, ContextEncoderGenerator
 from methods.registry import register_method
 from methods.releases import GDRIVE_FILE, Release, ReleasedFile
@@ -208,10 +208,10 @@ def load_context_encoder(path: Path | str) -> LoadedGenerator:
         widths["n_bottleneck"] = int(state["main.14.weight"].shape[0])
     if "main.17.weight" in state and state["main.17.weight"].ndim == 4:
         widths["ngf"] = int(state["main.17.weight"].shape[1]) // 8
-    network = ContextEncoderGenerator(**widths)
     # Files from torch < 0.4 (the 2017 release) have no num_batches_tracked; eval mode never reads it.
-    optional = [key for key in network.state_dict() if key.endswith("num_batches_tracked")]
-    load_state_strict(network, state, path, allow_missing=optional)
+    network = build_and_load(lambda: ContextEncoderGenerator(**widths), state, path,
+                             allow_missing=lambda module: [key for key in module.state_dict()
+                                                           if key.endswith("num_batches_tracked")])
     if network.nc != 3:
         raise CheckpointError(f"checkpoint {path} is a generator for {network.nc} channels; RGB (3) is required")
     network.eval()

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
-from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint, strip_prefix
+from methods.checkpoint import CheckpointError, build_and_load, read_checkpoint, strip_prefix
 from methods.nets.ict_transformer import ICT_TRANSFORMER_CONFIGS, ICTTransformer, config_from_state_dict
 from methods.nets.ict_upsampler import ICTUpsampler, upsampler_shape_from_state_dict
 from methods.registry import register_method
@@ -320,6 +320,13 @@ def installed_datasets(weights: Path) -> list[str]:
     ]
 
 
+def _require_tensors(state: dict, path: Path) -> None:
+    not_tensors = [str(key) for key, value in state.items() if not (isinstance(key, str) and torch.is_tensor(value))]
+    if not_tensors:
+        raise CheckpointError(f"checkpoint {path} has state dict entries that are not named tensors "
+                              f"({', '.join(not_tensors[:4])}); pass an ICT checkpoint file")
+
+
 def load_transformer(path: Path, dataset: str | None = None, n_head: int | None = None) -> ICTTransformer:
     """Load an ICT transformer checkpoint strictly.
 
@@ -343,7 +350,10 @@ def load_transformer(path: Path, dataset: str | None = None, n_head: int | None 
             f"checkpoint {path} has no 'model' state dict: pass an ICT transformer file "
             "(ckpts_ICT/Transformer/<dataset>.pth)"
         )
+    _require_tensors(state, path)
     if n_head is not None:
+        if n_head < 1:
+            raise ValueError(f"ict option n_head must be a positive number of heads, got {n_head}")
         try:
             config = config_from_state_dict(state, n_head)
         except ValueError as error:
@@ -356,9 +366,7 @@ def load_transformer(path: Path, dataset: str | None = None, n_head: int | None 
                 f"checkpoint {path} does not have the shapes of the released {dataset} transformer; "
                 "for another configuration pass the option n_head"
             )
-    model = ICTTransformer(config)
-    load_state_strict(model, state, path)
-    return model.eval()
+    return build_and_load(lambda: ICTTransformer(config), state, path).eval()
 
 
 def load_upsampler(path: Path) -> ICTUpsampler:
@@ -377,13 +385,13 @@ def load_upsampler(path: Path) -> ICTUpsampler:
         )
     # Files saved from nn.DataParallel carry a 'module.' prefix (raywzy/ICT issue #17).
     state = strip_prefix(content["generator"], "module.")
+    _require_tensors(state, path)
     try:
         base_width, residual_blocks = upsampler_shape_from_state_dict(state)
     except ValueError as error:
         raise CheckpointError(f"checkpoint {path} is not an ICT upsampler ({error})") from None
-    model = ICTUpsampler(base_width=base_width, residual_blocks=residual_blocks)
-    load_state_strict(model, state, path)
-    return model.eval()
+    return build_and_load(lambda: ICTUpsampler(base_width=base_width, residual_blocks=residual_blocks), state,
+                          path).eval()
 
 
 # -------------------------------------------------------------------------------------------- adapter

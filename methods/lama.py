@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
-from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint
-from methods.nets.cbam import attention_keys
-from methods.nets.configs import build_discriminator, build_generator, generator_config, generator_input
+from methods.checkpoint import CheckpointError, build_and_load, read_checkpoint
+from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
+from methods.nets.configs import GENERATOR_KINDS, build_discriminator, build_generator, generator_config, generator_input
 from methods.nets.ffc import FFCResNetGenerator
 from methods.nets.fold import prepare_for_inference
 from methods.registry import register_method
@@ -157,6 +157,9 @@ def read_generator_checkpoint(path: Path | str) -> GeneratorCheckpoint:
         if not generator_state:
             raise CheckpointError(f"checkpoint {path} is a training checkpoint without 'generator.*' weights; "
                                   "pass the LaMa Lightning checkpoint (big-lama/models/best.ckpt)")
+        if not all(torch.is_tensor(value) for value in generator_state.values()):
+            raise CheckpointError(f"checkpoint {path} has 'generator.*' entries that are not tensors; "
+                                  "pass the LaMa Lightning checkpoint (big-lama/models/best.ckpt)")
         return GeneratorCheckpoint(generator_state, _generator_section(content.get("hyper_parameters"), path), path,
                                    "lightning")
     if not isinstance(content, Mapping) or not content or not all(torch.is_tensor(v) for v in content.values()):
@@ -173,8 +176,21 @@ def read_generator_checkpoint(path: Path | str) -> GeneratorCheckpoint:
 
         with safe_open(str(path), framework="pt") as handle:
             stored = (handle.metadata() or {}).get("generator_config")
-        config = json.loads(stored) if stored else None
+        config = _metadata_config(stored, path) if stored else None
     return GeneratorCheckpoint(state, config, path, container)
+
+
+def _metadata_config(stored: str, path: Path) -> dict[str, Any]:
+    """The ``generator_config`` metadata entry of a ``.safetensors`` file as a dict."""
+    try:
+        config = json.loads(stored)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"checkpoint {path} has a generator_config metadata entry that is not valid JSON "
+                              f"({error}); re-save the file with save_generator or pass config=...") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path} has a generator_config metadata entry that is a "
+                              f"{type(config).__name__}, not a JSON object; re-save the file with save_generator")
+    return config
 
 
 def _block_indices(state: Mapping[str, torch.Tensor], marker: str) -> list[int]:
@@ -269,21 +285,25 @@ def load_generator(
     elif checkpoint.config is not None:
         resolved = generator_config(checkpoint.config)
     else:
-        resolved = infer_generator_config(checkpoint.state)
+        try:
+            resolved = infer_generator_config(checkpoint.state)
+        except CheckpointError as error:
+            raise CheckpointError(f"checkpoint {checkpoint.source}: {error}") from None
     if kind is not None:
         resolved["kind"] = kind
-    try:
+    _check_structure(resolved, checkpoint)
+
+    def build() -> FFCResNetGenerator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            generator = build_generator(resolved)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {checkpoint.source}: cannot build the generator it describes ({error})") from None
-    allowed = attention_keys(generator) if init_attention else []
+            return build_generator(resolved)
+
     try:
-        load_state_strict(generator, checkpoint.state, checkpoint.source, allow_missing=allowed)
+        generator = build_and_load(build, checkpoint.state, checkpoint.source,
+                                   allow_missing=attention_keys if init_attention else None)
     except CheckpointError as error:
         file_attention = any(".ca." in key or ".sa." in key for key in checkpoint.state)
-        model_attention = bool(attention_keys(generator))
+        model_attention = GENERATOR_KINDS[resolved["kind"]] is ReLaMaCBAMGenerator
         if model_attention and not file_attention:
             raise CheckpointError(f"{error}; this looks like a LaMa checkpoint: pass init_attention=True to start "
                                   "ReLaMa-CBAM from it with fresh attention") from None
@@ -291,6 +311,33 @@ def load_generator(
             raise CheckpointError(f"{error}; this looks like a ReLaMa-CBAM checkpoint: use it with relama-cbam") from None
         raise
     return generator.eval()
+
+
+#: Configuration entries that set the generator's size; each must equal what the weights' shapes say.
+_STRUCTURE_KEYS = ("input_nc", "output_nc", "ngf", "n_downsampling", "n_blocks")
+
+
+def _check_structure(config: Mapping[str, Any], checkpoint: GeneratorCheckpoint) -> None:
+    """Refuse a configuration whose widths and depths differ from the weights' before anything is built.
+
+    A configuration comes from the file's metadata or an option, so it may ask for any size (``ngf``
+    16384 is a 19 GB network); the tensor shapes bound it by what the file really holds. When the
+    shapes are too damaged to infer a configuration, only the depths are bounded here (by the number
+    of layers in the file) and `build_and_load` reports the mismatching keys.
+    """
+    try:
+        inferred = infer_generator_config(checkpoint.state)
+    except CheckpointError:
+        layers = len({key.split(".")[1] for key in checkpoint.state if key.startswith("model.")})
+        differences = [f"{key} {config[key]!r} but the file has {layers} layers"
+                       for key in ("n_downsampling", "n_blocks")
+                       if key in config and not (isinstance(config[key], int) and 0 <= config[key] <= layers)]
+    else:
+        differences = [f"{key} {config[key]!r} but the weights have {inferred[key]}"
+                       for key in _STRUCTURE_KEYS if key in config and config[key] != inferred[key]]
+    if differences:
+        raise CheckpointError(f"checkpoint {checkpoint.source} does not fit its generator configuration "
+                              f"({'; '.join(differences)}): pass weights and a configuration that belong together")
 
 
 def save_generator(generator: FFCResNetGenerator, path: Path | str, config: str | Mapping[str, Any]) -> None:

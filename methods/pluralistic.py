@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
-from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint, strip_prefix
+from methods.checkpoint import CheckpointError, build_and_load, read_checkpoint, strip_prefix
 from methods.nets.pluralistic import (
     PICNetEncoder,
     PICNetGenerator,
@@ -110,10 +110,8 @@ def load_pluralistic(directory: Path | str) -> tuple[PICNetEncoder, PICNetGenera
     encoder_state = read_reference_state(encoder_path)
     generator_state = read_reference_state(generator_path)
     widths = _widths_from_encoder_state(encoder_state, encoder_path)
-    encoder = PICNetEncoder(**widths)
-    generator = PICNetGenerator(**widths)
-    load_state_strict(encoder, encoder_state, encoder_path)
-    load_state_strict(generator, generator_state, generator_path)
+    encoder = build_and_load(lambda: PICNetEncoder(**widths), encoder_state, encoder_path)
+    generator = build_and_load(lambda: PICNetGenerator(**widths), generator_state, generator_path)
     return encoder.eval(), generator.eval()
 
 

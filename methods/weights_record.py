@@ -132,4 +132,11 @@ class WeightsRecord:
             missing = [file.path for file in self.files if not (root / file.path).is_file()]
             return (f"weights incomplete: {weights} has no {' and no '.join(missing)}; pass --weights {method}=DIR "
                     f"with {self.expected_files()}")
+        for variant in self.variants:
+            paths = [file.path.format(variant=variant) for file in self.files]
+            present = [path for path in paths if (root / path).is_file()]
+            if present:
+                missing = [path for path in paths if path not in present]
+                return (f"weights incomplete: {root} holds {' and '.join(present)} but no file "
+                        f"{' and no file '.join(missing)}; add it")
         return f"weights incomplete: {weights} does not hold {self.expected_files()}"
