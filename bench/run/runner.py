@@ -315,7 +315,7 @@ class Runner:
         # The suite never opens the file imagePath names; it only checks that the annotation is for
         # this image: the same file, resolved as labelme does (relative to the JSON file), or the same
         # file name (annotations kept in a folder of their own).
-        mask, image_path = read_labelme(labelme)
+        mask, image_path = read_labelme(labelme, image_size=bench_image.original_size)
         if image_path is not None and not _same_file(Path(image_path), bench_image.source):
             named = PureWindowsPath(image_path).name
             if named != Path(bench_image.source).name:
