@@ -110,5 +110,8 @@ class Biharmonic(Inpainter):
         from skimage.restoration import inpaint_biharmonic
 
         check_image_mask(image, mask)
+        if mask.all():
+            # skimage fails with an obscure reduction error when no pixel is known.
+            raise ValueError("biharmonic inpainting needs at least one known pixel; the mask is all hole")
         filled = inpaint_biharmonic(image.astype(np.float64) / 255.0, mask, channel_axis=-1)
         return np.clip(np.rint(filled * 255.0), 0, 255).astype(np.uint8)

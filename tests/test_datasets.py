@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -70,3 +72,50 @@ def test_missing_folder_and_missing_file():
         folder_images("/nonexistent/folder")
     with pytest.raises(UserError, match="does not exist"):
         load_image("/nonexistent/image.png")
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG of under 70 bytes whose header claims ``width x height`` pixels."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def _truncated_png(path) -> None:
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("bomb 20000", "too many to decode safely"),
+    ("bomb 10000", "too many to decode safely"),
+    ("truncated", "cannot be read"),
+    ("text", "cannot be read"),
+    ("empty", "cannot be read"),
+])
+def test_bad_image_files_are_one_sentence_naming_the_file(damage, expected, tmp_path):
+    path = tmp_path / "photo.png"
+    if damage.startswith("bomb"):
+        side = int(damage.split()[1])
+        path.write_bytes(_png_claiming(side, side))
+        assert path.stat().st_size < 70
+    elif damage == "truncated":
+        _truncated_png(path)
+    elif damage == "text":
+        path.write_text("not an image\n")
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(UserError, match=expected) as error:
+        folder_images(tmp_path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_image_ids_must_fit_run_directory_file_names(tmp_path):
+    image = Image.fromarray(np.zeros((12, 12, 3), np.uint8))
+    image.save(tmp_path / ("a" * 240 + ".png"))  # 244 characters: fits
+    assert [len(record.image_id) for record in folder_images(tmp_path)] == [240]
+    image.save(tmp_path / ("b" * 250 + ".png"))  # ``<id>.json`` etc. would pass 255 bytes
+    with pytest.raises(UserError, match="at most 245 bytes fit"):
+        folder_images(tmp_path)

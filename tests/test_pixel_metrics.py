@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from bench.metrics.pixel import pixel_metrics
+from bench.metrics.pixel import MINIMUM_SIDE, pixel_metrics
 
 
 def _pair(seed=0):
@@ -44,9 +44,21 @@ def test_hole_metrics_use_hole_pixels_only():
     assert metrics["ssim_hole"] < metrics["ssim"]
 
 
-def test_empty_mask_gives_nan_hole_metrics_and_tiny_images_are_refused():
+def test_empty_mask_gives_nan_hole_metrics():
     original, prediction, mask = _pair()
     metrics = pixel_metrics(original, prediction, np.zeros_like(mask))
     assert np.isnan(metrics["psnr_hole"]) and np.isnan(metrics["ssim_hole"]) and np.isnan(metrics["l1_hole"])
-    with pytest.raises(ValueError, match="11x11"):
-        pixel_metrics(original[:8, :8], prediction[:8, :8], mask[:8, :8])
+
+
+@pytest.mark.parametrize("side", [1, 3, 10])
+def test_images_too_small_for_ssim_keep_psnr_and_l1(side):
+    original, prediction, mask = _pair()
+    original, prediction, mask = original[:side, :side], prediction[:side, :side], mask[:side, :side].copy()
+    mask[0, 0] = True
+    metrics = pixel_metrics(original, prediction, mask)
+    assert side < MINIMUM_SIDE["ssim"]
+    assert np.isnan(metrics["ssim"]) and np.isnan(metrics["ssim_hole"])
+    difference = prediction / 255.0 - original / 255.0
+    assert metrics["l1"] == pytest.approx(np.mean(np.abs(difference)))
+    assert metrics["psnr"] == pytest.approx(10 * np.log10(1 / np.mean(difference ** 2)))
+    assert np.isfinite(metrics["l1_hole"])

@@ -243,6 +243,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"\ncase {case}\n{table[shown].to_markdown(index=False)}")
     for columns, reason in unavailable_columns.items():
         print(f"\n{columns} columns are missing above: {reason}")
+    for line in data.size_limits:
+        print(f"\nnote: {line}")
     if not outcome.errors.empty:
         print(f"\n{len(outcome.errors)} job(s) failed; see {runner.paths.errors_path}")
     print(f"\nreport: {runner.paths.markdown_report} and {runner.paths.html_report}")

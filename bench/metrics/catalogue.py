@@ -67,6 +67,9 @@ class MetricSpec:
         Computed over the hole pixels only.
     unit : str
         Unit of a value ("dB"), empty for unitless metrics.
+    minimum_side : int
+        Smallest image side (pixels) the metric can score; smaller images get NaN, and the report
+        names them.
     """
 
     name: str
@@ -77,6 +80,7 @@ class MetricSpec:
     kind: str = "pixel"
     hole_only: bool = False
     unit: str = ""
+    minimum_side: int = 1
 
     @property
     def arrow(self) -> str:
@@ -97,12 +101,13 @@ def format_number(value: float | None, decimals: int) -> str:
 
 #: Every metric, in the order tables list them.
 CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
-    MetricSpec("lpips", "LPIPS", False, 4, Tolerance(0.002), kind="learned"),
+    # AlexNet's pooling stack needs 31 pixels; SSIM's Gaussian window 11.
+    MetricSpec("lpips", "LPIPS", False, 4, Tolerance(0.002), kind="learned", minimum_side=31),
     MetricSpec("psnr", "PSNR (dB)", True, 2, Tolerance(0.05, unit=" dB"), unit="dB"),
-    MetricSpec("ssim", "SSIM", True, 4, Tolerance(0.002)),
+    MetricSpec("ssim", "SSIM", True, 4, Tolerance(0.002), minimum_side=11),
     MetricSpec("l1", "L1", False, 4, Tolerance(0.0005)),
     MetricSpec("psnr_hole", "PSNR hole (dB)", True, 2, Tolerance(0.05, unit=" dB"), hole_only=True, unit="dB"),
-    MetricSpec("ssim_hole", "SSIM hole", True, 4, Tolerance(0.002), hole_only=True),
+    MetricSpec("ssim_hole", "SSIM hole", True, 4, Tolerance(0.002), hole_only=True, minimum_side=11),
     MetricSpec("l1_hole", "L1 hole", False, 4, Tolerance(0.0005), hole_only=True),
     MetricSpec("fid", "FID", False, 2, Tolerance(0.02, relative=True), kind="set"),
     MetricSpec("kid", "KID×1000", False, 2, Tolerance(0.05, relative=True), kind="set"),

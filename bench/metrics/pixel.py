@@ -11,12 +11,16 @@ Conventions (stated in every report):
 - L1 is the mean absolute difference in [0, 1].
 - ``*_hole`` variants use the hole pixels only; SSIM's hole value averages the SSIM map over them.
   With no hole they are NaN.
+- A metric is NaN for images smaller than its catalogue ``minimum_side`` (SSIM's window needs 11 x 11);
+  the report lists the images concerned, and the other metrics are still computed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from skimage.metrics import structural_similarity
+
+from bench.metrics.catalogue import CATALOGUE
 
 SSIM_SIGMA = 1.5
 SSIM_CONVENTION = "RGB, per channel, 11x11 Gaussian window, sigma 1.5 (LaMa's evaluation convention)"
@@ -42,14 +46,17 @@ def pixel_metrics(original: np.ndarray, prediction: np.ndarray, hole_mask: np.nd
     Returns
     -------
     dict
-        Keys `METRIC_NAMES`.
+        Keys `METRIC_NAMES`; SSIM values are NaN for images smaller than SSIM's ``minimum_side``.
     """
     if original.shape != prediction.shape:
         raise ValueError(f"prediction shape {prediction.shape} differs from the original's {original.shape}")
     reference = original.astype(np.float64) / 255.0
     estimate = prediction.astype(np.float64) / 255.0
     difference = estimate - reference
-    ssim_mean, ssim_map = _ssim(reference, estimate)
+    if min(original.shape[:2]) >= CATALOGUE["ssim"].minimum_side:
+        ssim_mean, ssim_map = _ssim(reference, estimate)
+    else:
+        ssim_mean, ssim_map = float("nan"), np.full(original.shape[:2], np.nan)
     metrics = {
         "psnr": psnr(float(np.mean(difference ** 2))),
         "ssim": ssim_mean,
@@ -66,8 +73,6 @@ def pixel_metrics(original: np.ndarray, prediction: np.ndarray, hole_mask: np.nd
 
 
 def _ssim(reference: np.ndarray, estimate: np.ndarray) -> tuple[float, np.ndarray]:
-    if min(reference.shape[:2]) < 11:
-        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {reference.shape[1]}x{reference.shape[0]}")
     mean_value, full_map = structural_similarity(
         reference, estimate, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=SSIM_SIGMA,
         use_sample_covariance=False, full=True,

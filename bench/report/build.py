@@ -15,9 +15,9 @@ import pandas as pd
 from bench.analysis.statistics import area_bins, choose_reference, metric_columns, paired_comparison, summarise, timing_summary
 from bench.report import figures
 from bench.report.html import write_html
-from bench.report.markdown import render_markdown
+from bench.report.markdown import markdown_table, render_markdown
 from bench.metrics.catalogue import label
-from bench.report.model import ReportData, case_table, load_run, method_labels
+from bench.report.model import ReportData, case_table, load_run, method_labels, size_limit_lines
 from bench.run.rundir import RunDir, read_rgb_png, sample_path, write_table, write_text
 from bench.run.scoring import set_metrics
 from masks.io import read_mask_png
@@ -35,7 +35,8 @@ def build_report(run_dir: Path, *, reference: str | None = None) -> ReportData:
     bins = area_bins(rows, metrics)
     timing = timing_summary(rows)
     sets = set_metrics(run_dir, rows, seed=int(config["run"].get("seed", 0))) if not rows.empty else pd.DataFrame()
-    data = ReportData(run_dir, config, meta, rows, errors, summary, paired, bins, timing, reference, sets)
+    data = ReportData(run_dir, config, meta, rows, errors, summary, paired, bins, timing, reference, sets,
+                      size_limits=size_limit_lines(meta, metrics))
     paths = RunDir(run_dir)
     write_table(paths.table("summary.csv"), summary)
     write_table(paths.table("paired.csv"), paired)
@@ -47,7 +48,7 @@ def build_report(run_dir: Path, *, reference: str | None = None) -> ReportData:
             table = case_table(summary, case, metrics, sets)
             table["method"] = table["method"].map(lambda name: method_labels(meta).get(name, name))
             data.case_tables[case] = table
-            write_text(paths.table(f"summary_{case}.md"), data.case_tables[case].to_markdown(index=False) + "\n")
+            write_text(paths.table(f"summary_{case}.md"), markdown_table(table, escape=["method"]) + "\n")
     if "diversity_lpips" in rows.columns and rows["diversity_lpips"].notna().any():
         data.diversity = summarise(rows[rows["diversity_lpips"].notna()], ["diversity_lpips"])
         write_table(paths.table("diversity.csv"), data.diversity)

@@ -2,6 +2,8 @@
 
 Figures are `matplotlib.figure.Figure` objects drawn without pyplot, so importing this module
 chooses no backend and keeps no global figure state; they are written atomically as PNG.
+Text that comes from users (image ids, method and case names, titles) is drawn with mathtext parsing
+off, so a ``$`` in a file name is shown as typed instead of being parsed (or crashing the renderer).
 """
 
 from __future__ import annotations
@@ -69,11 +71,11 @@ def comparison_grid(
             else:
                 axis.imshow(panel, interpolation="lanczos")
             if row == 0:
-                axis.set_title(columns[col], fontsize=10)
+                axis.set_title(columns[col], fontsize=10, parse_math=False)
             if col == 0:
-                axis.set_ylabel(f"{image_id}\n{hole_mask.mean() * 100:.1f}% hole", fontsize=9)
+                axis.set_ylabel(f"{image_id}\n{hole_mask.mean() * 100:.1f}% hole", fontsize=9, parse_math=False)
     if title:
-        figure.suptitle(title, fontsize=12)
+        figure.suptitle(title, fontsize=12, parse_math=False)
         # Keep about 0.4 inch above the panels so the title never overlaps the column headers.
         figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / figure.get_figheight()))
     else:
@@ -89,9 +91,10 @@ def area_curve(bins: pd.DataFrame, metric: str, path: Path, *, ylabel: str | Non
         centres = (group["bin_low"] + group["bin_high"]) / 2 * 100
         axis.plot(centres, group["mean"], marker="o", label=method)
     axis.set_xlabel("hole area (% of image, bin centre)")
-    axis.set_ylabel(ylabel or metric)
+    axis.set_ylabel(ylabel or metric, parse_math=False)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    for label in axis.legend(fontsize=8).get_texts():
+        label.set_parse_math(False)
     save_figure(figure, path)
 
 
@@ -104,9 +107,9 @@ def speed_quality_scatter(points: pd.DataFrame, metric: str, path: Path) -> None
     for _, point in points.iterrows():
         axis.scatter(point["median_s"], point[metric])
         axis.annotate(point["method"], (point["median_s"], point[metric]), fontsize=8,
-                      xytext=(4, 4), textcoords="offset points")
+                      xytext=(4, 4), textcoords="offset points", parse_math=False)
     axis.set_xscale("log")
     axis.set_xlabel("median time per image (s, log scale)")
-    axis.set_ylabel(metric)
+    axis.set_ylabel(metric, parse_math=False)
     axis.grid(alpha=0.3)
     save_figure(figure, path)

@@ -214,6 +214,7 @@ def page_context(data: ReportData) -> dict[str, Any]:
             f"Run time: {meta['duration_s']:.1f} s ({meta['computed_jobs']} jobs computed, "
             f"{meta['cached_jobs']} reused from an earlier attempt).",
             *(line.removeprefix("- ") for line in learned_metric_lines(meta)),
+            *data.size_limits,
         ],
         "diversity": [
             {"method": row["method"], "case": row["case"], "mean": f"{row['mean']:.4f}",

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.errors import UserError
 from bench.run.rundir import RunDir
-from bench.metrics.catalogue import best_labels, format_interval, format_value, label_with_arrow
+from bench.metrics.catalogue import CATALOGUE, best_labels, format_interval, format_value, label_with_arrow
 from bench.metrics.learned import FID_INDICATIVE_REASON, FID_RELIABLE_MIN_N
 
 @dataclass
@@ -37,6 +37,8 @@ class ReportData:
     scatter_path: str | None = None
     diversity: pd.DataFrame = field(default_factory=pd.DataFrame)
     sample_grid_paths: dict[str, str] = field(default_factory=dict)
+    #: Sentences naming the images too small for a metric (see `size_limit_lines`).
+    size_limits: list[str] = field(default_factory=list)
 
 
 def load_run(run_dir: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
@@ -114,4 +116,33 @@ def learned_metric_lines(meta: dict) -> list[str]:
     for key, label in (("lpips_seconds_per_image", "LPIPS"), ("features_seconds_per_image", "Inception features")):
         if scoring.get(key):
             lines.append(f"- Metric cost on this machine: {label} {scoring[key]:.3f} s per image.")
+    return lines
+
+
+def size_limit_lines(meta: dict, metrics: list[str], *, shown: int = 10) -> list[str]:
+    """One sentence per size limit naming the images too small for the metrics it concerns.
+
+    Those metrics are missing (NaN) for those images, so their N is smaller than the other metrics'.
+
+    Parameters
+    ----------
+    meta : dict
+        ``run.json``; each image records the size it was scored at.
+    metrics : list of str
+        Metrics the run reports; limits of metrics not among them are not mentioned.
+    shown : int
+        Images named per sentence; the rest are counted.
+    """
+    by_side: dict[int, list[str]] = {}
+    for metric in metrics:
+        if metric in CATALOGUE and CATALOGUE[metric].minimum_side > 1:
+            by_side.setdefault(CATALOGUE[metric].minimum_side, []).append(CATALOGUE[metric].label)
+    lines = []
+    for side, labels in sorted(by_side.items()):
+        small = [f"{image['image_id']} ({image['size'][1]}x{image['size'][0]})" for image in meta.get("images", [])
+                 if min(image["size"]) < side]
+        if small:
+            more = f" and {len(small) - shown} more" if len(small) > shown else ""
+            lines.append(f"{' and '.join(labels)} need images of at least {side}x{side} pixels and are missing for "
+                         f"{len(small)} image(s): {', '.join(small[:shown])}{more}; the other metrics are scored.")
     return lines

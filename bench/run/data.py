@@ -29,6 +29,11 @@ DEFAULT_MAX_SIDE = 512
 #: Bounds of ``size`` and ``max_side``: smaller images defeat the metrics, larger ones exhaust memory.
 SMALLEST_SIDE = 16
 LARGEST_SIDE = 4096
+#: Largest image decoded, in pixels: Pillow's decompression-bomb limit (a 69-byte PNG can claim 20000x20000).
+MAX_IMAGE_PIXELS = 89_478_485
+#: Longest image id (file name less its suffix), in UTF-8 bytes: run-directory files are named
+#: ``<id>.json``, ``<id>.s<k>.png`` ..., and a file name has at most 255 bytes.
+MAX_IMAGE_ID_BYTES = 245
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 
@@ -78,13 +83,22 @@ def load_image(path: Path | str) -> tuple[np.ndarray, list[str]]:
     """
     path = Path(path)
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            return _to_rgb8(opened)
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; both are refused here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                opened.load()
+                return _to_rgb8(opened)
     except FileNotFoundError:
         raise UserError(f"image {path} does not exist: check the path given to --data") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UserError(f"image {path} cannot be read ({error}): replace or remove the file") from None
+    except IsADirectoryError:
+        raise UserError(f"image {path} is a folder: move it out of --data") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"image {path} declares more than {MAX_IMAGE_PIXELS} pixels, too many to decode safely: "
+                        "downscale it or remove it from --data") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"image {path} cannot be read ({reason}): replace or remove the file") from None
 
 
 def _to_rgb8(opened: Image.Image) -> tuple[np.ndarray, list[str]]:
@@ -192,6 +206,9 @@ def folder_images(folder: Path | str, size: int | None = None, limit: int | None
         if path.stem in seen:
             raise UserError(f"images {seen[path.stem]} and {path} share the id {path.stem!r}: rename one of them")
         seen[path.stem] = path
+        if len(path.stem.encode("utf-8")) > MAX_IMAGE_ID_BYTES:
+            raise UserError(f"image {path} has a name of {len(path.stem.encode('utf-8'))} bytes; the run directory "
+                            f"names files after it, so at most {MAX_IMAGE_ID_BYTES} bytes fit: rename it")
         raw, notes = load_image(path)
         records.append(BenchImage(path.stem, apply_size_policy(raw, size, max_side=max_side), str(path), raw.shape[:2],
                                   notes))

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from bench.metrics.backbones import ensure_entries
+from bench.metrics.catalogue import CATALOGUE
 from bench.metrics.learned import (
     FID_INDICATIVE_REASON,
     FIDKID,
@@ -35,7 +36,7 @@ from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write
 
 LPIPS_NET = "alex"
 #: AlexNet's pooling stack needs at least this many pixels per side; smaller images get NaN LPIPS.
-LPIPS_MIN_SIDE = 31
+LPIPS_MIN_SIDE = CATALOGUE["lpips"].minimum_side
 #: Images per Inception pass when caching features.
 FEATURE_BATCH = 32
 

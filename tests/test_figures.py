@@ -1,0 +1,48 @@
+"""Figures draw user text (image ids, method names) as typed: mathtext parsing is off for it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench.report import figures
+
+#: An unbalanced ``$`` makes mathtext raise at draw time; balanced ones would be typeset as maths.
+HOSTILE_NAMES = ["cost $5", r"$\frac{$", "a_b^c$x$", "$$"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_comparison_grid_draws_dollar_signs_in_ids(name, tmp_path):
+    original = np.full((16, 16, 3), 120, np.uint8)
+    hole = np.zeros((16, 16), bool)
+    hole[4:9, 4:9] = True
+    path = tmp_path / "grid.png"
+    figures.comparison_grid([name], [original], [hole], {name: [original]}, path, title=f"case {name}")
+    assert Image.open(path).size[0] > 0
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_curves_and_scatter_draw_dollar_signs_in_method_names(name, tmp_path):
+    bins = pd.DataFrame({"method": [name, name], "metric": ["psnr", "psnr"], "bin_low": [0.0, 0.1],
+                         "bin_high": [0.1, 0.2], "mean": [20.0, 18.0]})
+    figures.area_curve(bins, "psnr", tmp_path / "curve.png", ylabel=name)
+    points = pd.DataFrame({"method": [name], "psnr": [20.0], "median_s": [0.02]})
+    figures.speed_quality_scatter(points, "psnr", tmp_path / "scatter.png")
+    assert (tmp_path / "curve.png").stat().st_size and (tmp_path / "scatter.png").stat().st_size
+
+
+def test_user_text_is_shown_as_typed(monkeypatch, tmp_path):
+    drawn = {}
+    real_save = figures.save_figure
+
+    def keep_labels(figure, path, **kwargs):
+        drawn["labels"] = [(axis.get_ylabel(), axis.yaxis.label.get_parse_math()) for axis in figure.axes]
+        real_save(figure, path, **kwargs)
+
+    monkeypatch.setattr(figures, "save_figure", keep_labels)
+    original = np.zeros((12, 12, 3), np.uint8)
+    figures.comparison_grid(["$x^2$"], [original], [np.ones((12, 12), bool)], {}, tmp_path / "g.png")
+    label, parses_math = drawn["labels"][0]
+    assert label.startswith("$x^2$\n") and parses_math is False

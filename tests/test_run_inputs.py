@@ -1,0 +1,105 @@
+"""Bad inputs through the command line: one sentence naming the culprit, exit 2, no traceback, earlier
+work kept; and inputs that are odd but valid (tiny images, long names) are scored as far as they can be."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench.cli import main
+from conftest import write_photos
+
+
+def _run(data: Path, runs: Path, *extra: str) -> list[str]:
+    return ["run", "--data", str(data), "--methods", "telea", "--cases", "region", "--runs-dir", str(runs),
+            "--run-id", "r", "--workers", "1", "--no-progress", "--no-learned-metrics", *extra]
+
+
+def _one_sentence(capfd) -> str:
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    message = captured.err.strip()
+    assert message.startswith("relama-bench: error: ") and "\n" not in message
+    return message
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("content, expected", [
+    (_png_claiming(20000, 20000), "too many to decode safely"),
+    (b"\x89PNG\r\n\x1a\n garbage", "cannot be read"),
+])
+def test_a_bad_image_added_to_a_finished_run_is_named_and_the_run_is_kept(content, expected, tmp_path, capfd):
+    data, runs = write_photos(tmp_path / "data", 2, (24, 24)), tmp_path / "runs"
+    assert main(_run(data, runs)) == 0
+    rows_before = pd.read_parquet(runs / "r" / "rows.parquet")
+    capfd.readouterr()
+    (data / "zz_bad.png").write_bytes(content)
+    assert main(_run(data, runs)) == 2
+    message = _one_sentence(capfd)
+    assert str(data / "zz_bad.png") in message and expected in message
+    pd.testing.assert_frame_equal(pd.read_parquet(runs / "r" / "rows.parquet"), rows_before)
+
+
+def test_images_too_small_for_ssim_are_scored_for_the_rest(tmp_path, capfd):
+    data = tmp_path / "data"
+    write_photos(data, 1, (1, 1), prefix="tiny1x1_")
+    write_photos(data, 1, (3, 3), prefix="tiny3x3_")
+    write_photos(data, 1, (24, 24), prefix="normal")
+    runs = tmp_path / "runs"
+    assert main(_run(data, runs)) == 0
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err
+    rows = pd.read_parquet(runs / "r" / "rows.parquet").set_index("image_id")
+    assert sorted(rows.index) == ["normal0", "tiny1x1_0", "tiny3x3_0"]
+    assert pd.read_csv(runs / "r" / "errors.csv").empty
+    assert rows.loc[["tiny1x1_0", "tiny3x3_0"], "ssim"].isna().all()
+    assert np.isfinite(rows.loc["normal0", "ssim"]) and rows["l1"].notna().all()
+    sentence = ("SSIM and SSIM hole need images of at least 11x11 pixels and are missing for 2 image(s): "
+                "tiny1x1_0 (1x1), tiny3x3_0 (3x3)")
+    assert sentence in captured.out
+    report = (runs / "r" / "report.md").read_text()
+    assert sentence.replace("_", "\\_") in report
+
+
+def test_a_244_character_file_name_runs(tmp_path, capfd):
+    data = tmp_path / "data"
+    data.mkdir()
+    name = "n" * 240
+    Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(data / f"{name}.png")
+    assert main(_run(data, tmp_path / "runs")) == 0
+    assert "Traceback" not in capfd.readouterr().err
+    assert (tmp_path / "runs" / "r" / "pred" / "telea" / "region" / f"{name}.json").exists()
+
+
+@pytest.mark.parametrize("annotation, expected", [
+    ({"imagePath": 5, "imageHeight": 24, "imageWidth": 24, "shapes": []}, "imagePath 5"),
+    ({"imageHeight": 24, "imageWidth": 24, "shapes": "oops"}, "'shapes' of type str"),
+    ({"imageHeight": 10 ** 6, "imageWidth": 10 ** 6, "shapes": []}, "annotates a 1000000x1000000 image"),
+    ({"imageHeight": -24, "imageWidth": 24, "shapes": []}, "imageHeight -24"),
+    ({"imageHeight": 24, "imageWidth": 24,
+      "shapes": [{"shape_type": "polygon", "points": [[1e12, 1e12], [-1e12, 1e12], [0, -1e12]]}]}, "far outside"),
+    ({"imageHeight": 24, "imageWidth": 24,
+      "shapes": [{"shape_type": "polygon", "points": [["1", "2"], ["3", "4"], ["5", "1"]]}]}, "not [x, y] pairs"),
+])
+def test_hostile_labelme_masks_are_one_sentence(annotation, expected, tmp_path, capfd):
+    data, masks = write_photos(tmp_path / "data", 1, (24, 24)), tmp_path / "masks"
+    masks.mkdir()
+    (masks / "p0.json").write_text(json.dumps(annotation))
+    argv = ["run", "--data", str(data), "--masks", str(masks), "--methods", "telea", "--runs-dir",
+            str(tmp_path / "runs"), "--workers", "1", "--no-progress", "--no-learned-metrics"]
+    assert main(argv) == 2
+    message = _one_sentence(capfd)
+    assert str(masks / "p0.json") in message and expected in message
