@@ -162,3 +162,40 @@ def test_user_errors_name_the_fix(run_copy, tmp_path):
     pd.DataFrame([summary_row(), summary_row()]).to_csv(duplicated, index=False)
     with pytest.raises(UserError, match="twice"):
         read_summary(duplicated)
+
+
+def _bad_baseline(kind: str, path) -> None:
+    good = pd.DataFrame([summary_row()])
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "binary":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif kind == "corrupt":
+        path.write_text('method,case,metric,mean,n\n"telea,small,psnr\n"unclosed,"quote,1\n')
+    elif kind == "non-numeric mean":
+        good.assign(mean="thirty").to_csv(path, index=False)
+    elif kind == "fractional n":
+        good.assign(n=2.5).to_csv(path, index=False)
+    elif kind == "text n":
+        good.assign(n="four").to_csv(path, index=False)
+    elif kind == "a folder":
+        path.mkdir()
+    else:
+        raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("empty", "is empty"), ("binary", "not a readable CSV table"), ("corrupt", "not a readable CSV table"),
+    ("non-numeric mean", "mean thirty for telea"), ("fractional n", "n 2.5 for"), ("text n", "n four for"),
+    ("a folder", "is a folder"),
+])
+def test_bad_baseline_tables_are_one_sentence(kind, expected, run_copy, tmp_path, capfd):
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    _bad_baseline(kind, baseline / BASELINE_TABLE)
+    code = cli_main(["check", str(run_copy / "runs" / "tiny"), "--baseline", str(baseline)])
+    captured = capfd.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    message = captured.err.strip()
+    assert message.startswith("relama-bench: error: ") and "\n" not in message
+    assert str(baseline / BASELINE_TABLE) in message and expected in message

@@ -103,3 +103,54 @@ def test_hostile_labelme_masks_are_one_sentence(annotation, expected, tmp_path, 
     assert main(argv) == 2
     message = _one_sentence(capfd)
     assert str(masks / "p0.json") in message and expected in message
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    from tiny_run import build_tiny_run
+
+    root = tmp_path_factory.mktemp("report_inputs")
+    build_tiny_run(root)
+    return root
+
+
+def _sorted_summary(run_dir: Path) -> pd.DataFrame:
+    table = pd.read_csv(run_dir / "tables" / "summary.csv")
+    return table.sort_values(["method", "case", "metric"]).reset_index(drop=True)
+
+
+DAMAGE = {
+    "run.json missing": lambda run: (run / "run.json").unlink(),
+    "run.json corrupt": lambda run: (run / "run.json").write_text('{"run_id": '),
+    "rows.parquet corrupt": lambda run: (run / "rows.parquet").write_bytes(b"PAR1 not really"),
+    "rows.parquet and run.json missing": lambda run: [(run / name).unlink() for name in ("rows.parquet", "run.json")],
+    "config.toml corrupt": lambda run: (run / "config.toml").write_text("[run\ncases = "),
+    "errors.csv binary": lambda run: (run / "errors.csv").write_bytes(bytes(range(256))),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_report_rebuilds_a_damaged_run_from_its_job_records(damage, tiny_root, tmp_path, capfd):
+    import shutil
+
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_root / "runs" / "tiny", run_dir)
+    expected = _sorted_summary(run_dir)
+    DAMAGE[damage](run_dir)
+    assert main(["report", str(run_dir)]) == 0
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    culprit = str(run_dir / damage.split()[0])
+    assert f"note: {culprit}" in captured.out
+    pd.testing.assert_frame_equal(_sorted_summary(run_dir), expected)
+    report = (run_dir / "report.md").read_text()
+    assert "- **Rebuilt:** " + culprit.replace("_", "\\_") in report
+    assert "Rebuilt: " + culprit in (run_dir / "report.html").read_text()
+    assert len(pd.read_parquet(run_dir / "rows.parquet")) == 4
+
+
+def test_report_on_a_folder_without_results_is_one_sentence(tmp_path, capfd):
+    (tmp_path / "empty_run").mkdir()
+    assert main(["report", str(tmp_path / "empty_run")]) == 2
+    message = _one_sentence(capfd)
+    assert str(tmp_path / "empty_run") in message and "no job records" in message

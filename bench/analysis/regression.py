@@ -91,11 +91,37 @@ def tolerance_for(metric: str) -> Tolerance:
 
 
 def read_summary(path: Path) -> pd.DataFrame:
-    """A summary table with the columns `SUMMARY_COLUMNS`, checked for duplicate entries."""
-    table = pd.read_csv(path, dtype={"method": str, "case": str, "metric": str})
+    """A summary table with the columns `SUMMARY_COLUMNS`, checked for types and duplicate entries.
+
+    Raises
+    ------
+    UserError
+        One sentence naming the file: unreadable, empty, binary, missing columns, a mean that is not a
+        number, an ``n`` that is not a whole number, or a duplicated entry.
+    """
+    fix = "regenerate it with `relama-bench report` (a run) or `relama-bench check RUN --update` (a baseline)"
+    try:
+        table = pd.read_csv(path, dtype={"method": str, "case": str, "metric": str})
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a summary table: pass the folder that holds summary.csv") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty: {fix}") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path} is not a readable CSV table ({reason}): {fix}") from None
     absent = [column for column in ("method", "case", "metric", "mean", "n") if column not in table.columns]
     if absent:
         raise UserError(f"{path} lacks the column(s) {', '.join(absent)}: it is not a relama-bench summary table")
+    for column in [name for name in SUMMARY_COLUMNS[3:] if name in table.columns]:
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        bad = numbers.isna() & table[column].notna()
+        if column == "n":
+            bad |= numbers.isna() | (numbers != numbers.round())
+        if bad.any():
+            row = table[bad].iloc[0]
+            raise UserError(f"{path} has {column} {row[column]} for {row['method']}/{row['case']}/{row['metric']}, "
+                            f"not a {'whole number' if column == 'n' else 'number'}: {fix}")
+        table[column] = numbers
     duplicated = table.duplicated(KEY)
     if duplicated.any():
         first = table[duplicated].iloc[0]

@@ -256,6 +256,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def report_command(args: argparse.Namespace) -> int:
     data = build_report(args.run_dir, reference=args.reference)
+    for line in data.meta.get("rebuilt", []):
+        print(f"note: {line}")
     paths = RunDir(data.run_dir)
     print(f"report: {paths.markdown_report} and {paths.html_report}")
     return 0

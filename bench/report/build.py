@@ -34,7 +34,8 @@ def build_report(run_dir: Path, *, reference: str | None = None) -> ReportData:
     paired = paired_comparison(rows, reference, metrics) if reference and len(methods) > 1 else pd.DataFrame()
     bins = area_bins(rows, metrics)
     timing = timing_summary(rows)
-    sets = set_metrics(run_dir, rows, seed=int(config["run"].get("seed", 0))) if not rows.empty else pd.DataFrame()
+    seed = config["run"].get("seed")
+    sets = set_metrics(run_dir, rows, seed=seed if isinstance(seed, int) else 0) if not rows.empty else pd.DataFrame()
     data = ReportData(run_dir, config, meta, rows, errors, summary, paired, bins, timing, reference, sets,
                       size_limits=size_limit_lines(meta, metrics))
     paths = RunDir(run_dir)

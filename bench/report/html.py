@@ -23,7 +23,7 @@ from bench.run.rundir import RunDir, write_text
 from bench.metrics.catalogue import (CATALOGUE, best_labels, format_bounds, format_interval, format_value,
                                      label_with_arrow)
 from bench.metrics.pixel import SSIM_CONVENTION
-from bench.report.model import ReportData, learned_metric_lines, method_labels
+from bench.report.model import ReportData, learned_metric_lines, method_labels, run_time_text
 from bench.analysis.statistics import CONFIDENCE, N_RESAMPLES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -208,11 +208,11 @@ def page_context(data: ReportData) -> dict[str, Any]:
         "csp": CONTENT_SECURITY_POLICY,
         "stylesheet": Markup((TEMPLATE_DIR / STYLESHEET_NAME).read_text(encoding="utf-8")),
         "facts": [
+            *(f"Rebuilt: {line}." for line in meta.get("rebuilt", [])),
             f"Data: {meta['data_description']}, N = {len(meta['images'])} images; size policy: {meta['size_policy']}.",
             f"Cases: {', '.join(run['cases'])}; seed {run['seed']}.",
             f"Methods run: {', '.join(meta['methods_run']) or 'none'}.",
-            f"Run time: {meta['duration_s']:.1f} s ({meta['computed_jobs']} jobs computed, "
-            f"{meta['cached_jobs']} reused from an earlier attempt).",
+            run_time_text(meta),
             *(line.removeprefix("- ") for line in learned_metric_lines(meta)),
             *data.size_limits,
         ],

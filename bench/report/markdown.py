@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.metrics.pixel import SSIM_CONVENTION
 from bench.metrics.catalogue import format_interval, format_value, label
-from bench.report.model import ReportData, learned_metric_lines
+from bench.report.model import ReportData, learned_metric_lines, run_time_text
 
 
 #: Characters with a meaning in CommonMark or GitHub Markdown inline text (emphasis, code, link and image
@@ -66,13 +66,13 @@ def render_markdown(data: ReportData) -> str:
     run = config["run"]
     text = markdown_text
     lines = [f"# relama-bench report: {text(meta['run_id'])}", ""]
+    lines += [f"- **Rebuilt:** {text(line)}." for line in meta.get("rebuilt", [])]
     lines += [
         f"- Data: {text(meta['data_description'])}, N = {len(meta['images'])} images; size policy: "
         f"{text(meta['size_policy'])}.",
         f"- Cases: {text(', '.join(run['cases']))}; seed {text(run['seed'])}.",
         f"- Methods run: {text(', '.join(meta['methods_run']) or 'none')}.",
-        f"- Run time: {meta['duration_s']:.1f} s ({meta['computed_jobs']} jobs computed, "
-        f"{meta['cached_jobs']} reused from an earlier attempt).",
+        f"- {run_time_text(meta)}",
         "- Statistics: mean [95 % percentile-bootstrap CI of the mean, 2000 resamples]; images whose mask "
         "had no hole are left out of every statistic.",
         *(f"- {text(line.removeprefix('- '))}" for line in learned_metric_lines(meta)),

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
 from bench.errors import UserError
 from bench.run.rundir import RunDir
+from bench.run.runner import rows_from_records
 from bench.metrics.catalogue import CATALOGUE, best_labels, format_interval, format_value, label_with_arrow
 from bench.metrics.learned import FID_INDICATIVE_REASON, FID_RELIABLE_MIN_N
+from methods.registry import get_method_class
 
 @dataclass
 class ReportData:
@@ -42,11 +45,130 @@ class ReportData:
 
 
 def load_run(run_dir: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
-    """Configuration, metadata, rows and errors of a run directory."""
+    """Configuration, metadata, rows and errors of a run directory.
+
+    A run killed between its last job record and ``run.json``, or whose ``rows.parquet``,
+    ``config.toml``, ``run.json`` or ``errors.csv`` is damaged, is rebuilt from what the directory still
+    holds (the job records, the prepared images); ``meta["rebuilt"]`` lists one sentence per file that
+    had to be rebuilt and what the report therefore cannot state. ``rows.parquet`` rebuilt from the
+    records is written back.
+
+    Raises
+    ------
+    UserError
+        The folder holds neither a result table nor any job record.
+    """
     paths = RunDir(run_dir)
-    if not paths.rows_path.exists():
-        raise UserError(f"{paths.root} is not a finished run directory (no rows.parquet): run `relama-bench run` first")
-    return paths.read_config(), paths.read_meta(), paths.read_rows(), paths.read_errors()
+    run_dir = paths.root
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a run directory: pass the folder `relama-bench run` wrote, e.g. runs/latest")
+    rebuilt: list[str] = []
+    rows = _read_rows(paths, rebuilt)
+    config = _read_config(paths, rows, rebuilt)
+    meta = _read_meta(paths, config, rows, rebuilt)
+    try:
+        errors = paths.read_errors()
+    except (ValueError, UnicodeDecodeError) as error:  # pandas' ParserError is a ValueError
+        errors = pd.DataFrame()
+        rebuilt.append(f"{paths.errors_path} is unreadable ({_reason(error)}): failed jobs are not listed")
+    meta["rebuilt"] = rebuilt
+    return config, meta, rows, errors
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _read_rows(paths: RunDir, rebuilt: list[str]) -> pd.DataFrame:
+    rows_path, run_dir = paths.rows_path, paths.root
+    problem = "is missing"
+    if rows_path.exists():
+        try:
+            rows = paths.read_rows()
+        except (OSError, ValueError) as error:  # pyarrow raises ArrowInvalid (a ValueError) for damaged files
+            problem = f"is unreadable ({_reason(error)})"
+        else:
+            if {"method", "case", "image_id"} <= set(rows.columns):
+                return rows
+            problem = "is not a result table (no method, case and image_id columns)"
+    rows, unreadable = rows_from_records(run_dir)
+    if rows.empty:
+        raise UserError(f"{run_dir} is not a finished run directory ({rows_path.name} {problem} and there are no "
+                        "job records under pred/): run `relama-bench run` first")
+    skipped = f"; {len(unreadable)} unreadable record(s) left out, e.g. {unreadable[0]}" if unreadable else ""
+    rebuilt.append(f"{rows_path} {problem}: rebuilt from {len(rows)} job records{skipped}")
+    paths.write_rows(rows)
+    return rows
+
+
+def _read_config(paths: RunDir, rows: pd.DataFrame, rebuilt: list[str]) -> dict:
+    path = paths.config_path
+    try:
+        config = paths.read_config()
+        if not isinstance(config.get("run"), dict) or not isinstance(config["run"].get("cases"), list):
+            raise ValueError("no [run] table with its cases")
+        return config
+    except FileNotFoundError:
+        problem = "is missing"
+    except (OSError, ValueError, UnicodeDecodeError) as error:  # TOMLDecodeError is a ValueError
+        problem = f"is unreadable ({_reason(error)})"
+    rebuilt.append(f"{path} {problem}: cases taken from the job records; seed, mask-case parameters and "
+                   "versions are unknown, and KID subsets are drawn with seed 0")
+    return {"run": {"cases": list(dict.fromkeys(rows["case"])), "seed": "unknown"}}
+
+
+def _read_meta(paths: RunDir, config: dict, rows: pd.DataFrame, rebuilt: list[str]) -> dict:
+    path, run_dir = paths.meta_path, paths.root
+    try:
+        meta = paths.read_meta()
+        absent = [key for key in META_KEYS if not isinstance(meta, dict) or key not in meta]
+        if absent:
+            raise ValueError(f"no {', '.join(absent)}")
+        return meta
+    except FileNotFoundError:
+        problem = "is missing (the run was stopped before writing it)"
+    except (OSError, ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        problem = f"is unreadable ({_reason(error)})"
+    rebuilt.append(f"{path} {problem}: images and methods taken from the run directory; image sources, "
+                   "conversions, skipped methods, method details, run time and the command are unknown")
+    images = []
+    for image_path in sorted(paths.image("*").parent.glob("*.png")):
+        try:
+            with Image.open(image_path) as image:
+                size = [image.height, image.width]
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+        images.append({"image_id": image_path.stem, "source": "unknown", "original_size": size, "size": size,
+                       "notes": []})
+    methods = list(dict.fromkeys(rows["method"]))
+    return {
+        "run_id": run_dir.name, "data_description": str(config["run"].get("data", "unknown")),
+        "size_policy": "unknown", "duration_s": None, "computed_jobs": None, "cached_jobs": None, "skipped": {},
+        "methods_run": methods, "command": "unknown", "scoring": {}, "images": images,
+        "methods": [_method_facts(name) for name in methods],
+    }
+
+
+def _method_facts(name: str) -> dict:
+    try:
+        cls = get_method_class(name)
+    except KeyError:  # a plug-in method that is no longer installed
+        return {"name": name, "family": "unknown", "resolution": "unknown", "details": {}}
+    return {"name": name, "family": cls.family.value, "resolution": cls.resolution.describe(), "details": {}}
+
+
+#: Keys of ``run.json`` the reports read.
+META_KEYS = ("run_id", "data_description", "size_policy", "duration_s", "computed_jobs", "cached_jobs", "skipped",
+             "methods_run", "methods", "images", "command")
+
+
+def run_time_text(meta: dict) -> str:
+    """The report's run-time sentence (unknown for a run whose ``run.json`` was rebuilt)."""
+    if meta.get("duration_s") is None:
+        return "Run time: unknown."
+    return (f"Run time: {meta['duration_s']:.1f} s ({meta['computed_jobs']} jobs computed, "
+            f"{meta['cached_jobs']} reused from an earlier attempt).")
 
 
 def method_labels(meta: dict) -> dict[str, str]:

@@ -531,16 +531,48 @@ ROW_COLUMNS = ["method", "family", "case", "image_id", "sample", "samples", "hei
 
 def collect_rows(run_dir: Path, specs: list[JobSpec]) -> pd.DataFrame:
     """The long result table (DESIGN.md, contract 4) from the records of finished jobs."""
-    records = []
-    for spec in specs:
-        if is_finished(spec):
-            record = read_json(spec.record_path)
-            del record["job_key"]
-            record["family"] = get_method_class(record["method"]).family.value
+    return _rows([read_json(spec.record_path) for spec in specs if is_finished(spec)])
+
+
+def rows_from_records(run_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """The result table rebuilt from every job record under ``pred/``, for a run whose ``rows.parquet``
+    was lost (a kill between the last record and the table) or damaged.
+
+    Without the run's inputs the records' job keys cannot be checked, so a record left by an attempt
+    that was stopped after an input changed is taken as it is.
+
+    Returns
+    -------
+    rows : DataFrame
+        As `collect_rows` gives, ordered by method, case and image id.
+    unreadable : list of Path
+        Records that could not be read (left out of ``rows``).
+    """
+    records, unreadable = [], []
+    for path in sorted(Path(run_dir).glob("pred/*/*/*.json")):
+        try:
+            record = read_json(path)
+        except (OSError, ValueError):
+            unreadable.append(path)
+            continue
+        if isinstance(record, dict) and {"method", "case", "image_id"} <= set(record):
             records.append(record)
+        else:
+            unreadable.append(path)
+    return _rows(records), unreadable
+
+
+def _rows(records: list[dict]) -> pd.DataFrame:
+    for record in records:
+        record.pop("job_key", None)
+        try:
+            record["family"] = get_method_class(record["method"]).family.value
+        except KeyError:  # a plug-in method that is no longer installed
+            record["family"] = "unknown"
     rows = pd.DataFrame(records)
     if rows.empty:
         return pd.DataFrame(columns=ROW_COLUMNS)
+    rows = rows.reindex(columns=list(dict.fromkeys(ROW_COLUMNS + list(rows.columns))))
     extra = [column for column in rows.columns if column not in ROW_COLUMNS]
     return rows[ROW_COLUMNS + sorted(extra)].reset_index(drop=True)
 
