@@ -154,3 +154,18 @@ def test_report_on_a_folder_without_results_is_one_sentence(tmp_path, capfd):
     assert main(["report", str(tmp_path / "empty_run")]) == 2
     message = _one_sentence(capfd)
     assert str(tmp_path / "empty_run") in message and "no job records" in message
+
+
+@pytest.mark.parametrize("content, expected", [
+    (_png_claiming(20000, 20000), "too many to decode safely"),
+    (b"\x89PNG\r\n\x1a\n garbage", "not a readable image"),
+])
+def test_bad_mask_pngs_are_one_sentence(content, expected, tmp_path, capfd):
+    data, masks = write_photos(tmp_path / "data", 1, (24, 24)), tmp_path / "masks"
+    masks.mkdir()
+    (masks / "p0.png").write_bytes(content)
+    argv = ["run", "--data", str(data), "--masks", str(masks), "--methods", "telea", "--runs-dir",
+            str(tmp_path / "runs"), "--workers", "1", "--no-progress", "--no-learned-metrics"]
+    assert main(argv) == 2
+    message = _one_sentence(capfd)
+    assert str(masks / "p0.png") in message and expected in message

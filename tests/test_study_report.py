@@ -21,7 +21,8 @@ def test_reports_hold_the_sections_escape_text_and_embed_figures(tmp_path) -> No
                       [("a line", "figures/line.png")])
     markdown_path, html_path = write_reports(tmp_path, "title & co", ["intro"], [section])
     markdown = markdown_path.read_text()
-    assert "## A <b> section" in markdown and "![a line](figures/line.png)" in markdown and "| <lama>" in markdown
+    assert "## A &lt;b&gt; section" in markdown and "![a line](figures/line.png)" in markdown
+    assert "| &lt;lama&gt;" in markdown and "text with &lt;script&gt;" in markdown and "# title &amp; co" in markdown
     html = html_path.read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;lama&gt;" in html
     assert "title &amp; co" in html and "data:image/png;base64," in html and "figures/line.png" not in html

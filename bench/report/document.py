@@ -14,6 +14,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from bench.report.markdown import markdown_table, markdown_text
 from bench.run.rundir import write_text
 
 
@@ -55,18 +56,23 @@ def _data_uri(path: Path) -> str:
 
 
 def render_markdown(title: str, intro: list[str], sections: list[Section]) -> str:
-    """The report as Markdown (figures linked by relative path)."""
-    lines = [f"# {title}", ""]
+    """The report as Markdown (figures linked by relative path).
+
+    Every text (titles, paragraphs, captions, table cells) is plain text that may carry user data (paths,
+    image ids, weights file names), so all of it goes through `markdown_text`.
+    """
+    text = markdown_text
+    lines = [f"# {text(title)}", ""]
     for line in intro:
-        lines += [line, ""]
+        lines += [text(line), ""]
     for section in sections:
-        lines += [f"## {section.title}", ""]
+        lines += [f"## {text(section.title)}", ""]
         for paragraph in section.paragraphs:
-            lines += [paragraph, ""]
+            lines += [text(paragraph), ""]
         for caption, table in section.tables:
-            lines += [f"**{caption}**", "", table.to_markdown(index=False) if not table.empty else "_none_", ""]
+            lines += [f"**{text(caption)}**", "", markdown_table(table), ""]
         for caption, relative in section.figures:
-            lines += [f"![{caption}]({relative})", "", f"_{caption}_", ""]
+            lines += [f"![{text(caption)}]({relative})", "", f"_{text(caption)}_", ""]
     return "\n".join(lines)
 
 
