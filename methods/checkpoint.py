@@ -118,8 +118,8 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, to
     return {(key[len(prefix):] if key.startswith(prefix) else key): value for key, value in state.items()}
 
 
-def _summarise(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
+def _summarise(keys: list[Any], limit: int = 8) -> str:
+    shown = ", ".join(str(key) for key in keys[:limit])
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
