@@ -44,6 +44,11 @@ def read_mask_png(path: Path | str, *, threshold: int = 0, invert: bool = False)
         Grey values above it (0-255) are holes.
     invert : bool, default False
         Treat dark pixels as holes instead.
+
+    Raises
+    ------
+    MaskFileError
+        The file is missing, unreadable, or declares more than `MAX_MASK_PIXELS` pixels.
     """
     path = Path(path)
     try:
