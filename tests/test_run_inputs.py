@@ -169,3 +169,17 @@ def test_bad_mask_pngs_are_one_sentence(content, expected, tmp_path, capfd):
     assert main(argv) == 2
     message = _one_sentence(capfd)
     assert str(masks / "p0.png") in message and expected in message
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_a_run_whose_masks_have_no_hole_is_one_sentence(invert, tmp_path, capfd):
+    data, masks = write_photos(tmp_path / "data", 2, (24, 24)), tmp_path / "masks"
+    masks.mkdir()
+    for index in range(2):
+        # All black (no hole), or all white, which --mask-invert turns into no hole.
+        Image.fromarray(np.full((24, 24), 255 if invert else 0, np.uint8)).save(masks / f"p{index}.png")
+    argv = ["run", "--data", str(data), "--masks", str(masks), "--methods", "telea", "--runs-dir",
+            str(tmp_path / "runs"), "--workers", "1", "--no-progress", "--no-learned-metrics"]
+    assert main(argv + (["--mask-invert"] if invert else [])) == 2
+    message = _one_sentence(capfd)
+    assert str(masks) in message and "no mask" in message and "has a hole" in message
