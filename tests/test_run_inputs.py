@@ -183,3 +183,45 @@ def test_a_run_whose_masks_have_no_hole_is_one_sentence(invert, tmp_path, capfd)
     assert main(argv + (["--mask-invert"] if invert else [])) == 2
     message = _one_sentence(capfd)
     assert str(masks) in message and "no mask" in message and "has a hole" in message
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _bad_weights(kind: str, path: Path) -> None:
+    import torch
+
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("weights\n")
+    elif kind == "truncated":
+        torch.save({"model.1.weight": torch.zeros(64, 64)}, path)
+        path.write_bytes(path.read_bytes()[:200])
+    elif kind == "pickled code":
+        torch.save({"state_dict": _Payload()}, path)
+    else:
+        raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("folder", "is a folder"), ("empty", "is empty"), ("text", "not a torch.save file"),
+    ("truncated", "truncated or damaged"), ("pickled code", "GLOBAL print was not an allowed global"),
+])
+def test_bad_weights_stop_the_named_method_in_one_sentence_and_keep_the_rest(kind, expected, tmp_path, capfd):
+    data, weights = write_photos(tmp_path / "data", 1, (24, 24)), tmp_path / "lama.ckpt"
+    _bad_weights(kind, weights)
+    runs = tmp_path / "runs"
+    argv = _run(data, runs)
+    argv[argv.index("--methods") + 1] = "telea,lama"
+    assert main([*argv, "--weights", f"lama={weights}"]) == 1
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out and "this must never run" not in captured.out
+    message = captured.err.strip()
+    assert "\n" not in message and str(weights) in message and expected in message
+    assert "weights_only" not in message
+    assert list(pd.read_parquet(runs / "r" / "rows.parquet")["method"]) == ["telea"]
