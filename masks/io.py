@@ -194,6 +194,10 @@ def _dimension(annotation: dict, key: str, path: Path) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise MaskFileError(f"labelme file {path} has {key} {value!r}, not a positive whole number of pixels: "
                             "fix it to the image's size")
+    if value > MAX_MASK_PIXELS:
+        shown = value if value < 10 ** 12 else f"about 10^{len(str(value)) - 1}"
+        raise MaskFileError(f"labelme file {path} has {key} {shown}, more than the {MAX_MASK_PIXELS} pixels of the "
+                            "largest mask read: fix it to the image's size")
     return value
 
 
@@ -233,12 +237,12 @@ def _outline(shape: Any, index: int, path: Path, height: int, width: int) -> tup
     if (needed is None and len(points) < 3) or (needed is not None and len(points) != needed):
         raise MaskFileError(f"{where} is a {kind!r} shape with {len(points)} points; a polygon needs at least 3, a "
                             "rectangle and a circle 2: redraw it")
-    array = np.asarray(points, dtype=np.float64)
+    array = np.array([[_as_float(value) for value in point] for point in points], dtype=np.float64)
     limits = np.array([width, height], np.float64)
     far = ~np.isfinite(array) | (array < -LABELME_MARGIN * limits) | (array > (1 + LABELME_MARGIN) * limits)
     if far.any():
-        x, y = points[int(np.argmax(far.any(axis=1)))]
-        raise MaskFileError(f"{where} has the point ({x}, {y}), far outside the {width}x{height} image: fix or "
+        x, y = array[int(np.argmax(far.any(axis=1)))]
+        raise MaskFileError(f"{where} has the point ({x:g}, {y:g}), far outside the {width}x{height} image: fix or "
                             "delete the shape")
     if kind == "circle":
         radius = float(np.hypot(*(array[1] - array[0])))
@@ -249,3 +253,10 @@ def _outline(shape: Any, index: int, path: Path, height: int, width: int) -> tup
         raise MaskFileError(f"{where} lies entirely outside the {width}x{height} image, so it marks no hole: fix "
                             "or delete the shape")
     return kind, array
+
+
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer beyond float range
+        return float("inf") if value > 0 else float("-inf")
