@@ -133,7 +133,10 @@ def _generator_section(hyper_parameters: Any, source: Path) -> dict[str, Any] | 
     plain = _to_plain(hyper_parameters)
     if not isinstance(plain, Mapping) or not isinstance(plain.get("generator"), Mapping):
         return None
-    section = _resolve(plain["generator"], plain)
+    try:
+        section = _resolve(plain["generator"], plain)
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {source}: {error}; pass the architecture explicitly with config=...") from None
     unresolved = [f"{key}={value}" for key, value in section.items() if isinstance(value, str) and "${" in value]
     if unresolved:
         raise CheckpointError(f"checkpoint {source}: the generator config has unresolved interpolations "
@@ -283,7 +286,11 @@ def load_generator(
     if config is not None:
         resolved = generator_config(config)
     elif checkpoint.config is not None:
-        resolved = generator_config(checkpoint.config)
+        try:
+            resolved = generator_config(checkpoint.config)
+        except ValueError as error:
+            raise CheckpointError(f"checkpoint {checkpoint.source} describes a generator this suite does not know "
+                                  f"({error}); pass config=... to name the architecture") from None
     else:
         try:
             resolved = infer_generator_config(checkpoint.state)

@@ -233,3 +233,15 @@ def test_damaged_safetensors_name_the_file(kind: str, tmp_path) -> None:
     with pytest.raises(CheckpointError) as error:
         create_method("lama", weights=target)
     assert str(target) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_config_of_an_unknown_kind_names_the_file(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    generator = lama.read_generator_checkpoint(shared_path("golden", "lama", "replica", "replica_best_small.ckpt"))
+    path = tmp_path / "odd_kind.safetensors"
+    save_file({key: value.contiguous() for key, value in generator.state.items()}, str(path),
+              metadata={"generator_config": json.dumps({**generator.config, "kind": "mystery"})})
+    with pytest.raises(CheckpointError, match="does not know") as error:
+        create_method("lama", weights=path)
+    assert str(path) in str(error.value)
