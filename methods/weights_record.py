@@ -119,6 +119,9 @@ class WeightsRecord:
             return None
         weights = Path(weights)
         if self.takes == "file":
+            if weights.is_dir():
+                return (f"weights {weights} is a folder, not a file: pass --weights {method}=FILE, the checkpoint "
+                        f"file itself ({self.what})")
             if not weights.is_file():
                 return f"weights not found at {weights}: pass --weights {method}=FILE to an existing file ({self.what})"
             return None

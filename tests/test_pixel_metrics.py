@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from bench.metrics.pixel import MINIMUM_SIDE, pixel_metrics
+from bench.metrics.catalogue import CATALOGUE
+from bench.metrics.pixel import pixel_metrics
 
 
 def _pair(seed=0):
@@ -56,7 +57,7 @@ def test_images_too_small_for_ssim_keep_psnr_and_l1(side):
     original, prediction, mask = original[:side, :side], prediction[:side, :side], mask[:side, :side].copy()
     mask[0, 0] = True
     metrics = pixel_metrics(original, prediction, mask)
-    assert side < MINIMUM_SIDE["ssim"]
+    assert side < CATALOGUE["ssim"].minimum_side
     assert np.isnan(metrics["ssim"]) and np.isnan(metrics["ssim_hole"])
     difference = prediction / 255.0 - original / 255.0
     assert metrics["l1"] == pytest.approx(np.mean(np.abs(difference)))
