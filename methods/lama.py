@@ -310,7 +310,7 @@ def load_generator(
                                    allow_missing=attention_keys if init_attention else None)
     except CheckpointError as error:
         file_attention = any(".ca." in key or ".sa." in key for key in checkpoint.state)
-        model_attention = GENERATOR_KINDS[resolved["kind"]] is ReLaMaCBAMGenerator
+        model_attention = GENERATOR_KINDS.get(resolved["kind"]) is ReLaMaCBAMGenerator
         if model_attention and not file_attention:
             raise CheckpointError(f"{error}; this looks like a LaMa checkpoint: pass init_attention=True to start "
                                   "ReLaMa-CBAM from it with fresh attention") from None
