@@ -25,6 +25,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "methods.context_encoder",
     "methods.pluralistic",
     "methods.ict",
+    "methods.migan",
     "methods.lama",
     "methods.relama_cbam",
     "methods.shipped",
