@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.perf import RANDOM_WEIGHTS_LABEL, build_for_perf
+from bench.studies.perf import RANDOM_WEIGHTS_LABEL, build_for_perf
 from conftest import shared_path, write_photos
 from methods.base import Family, MethodUnavailable
 from methods.checkpoint import CheckpointError
