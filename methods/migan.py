@@ -58,6 +58,8 @@ MODES = ("crop", "reference")
 DEFAULT_CONTEXT = 128
 #: Sides a checkpoint may declare; larger ones would allocate huge fixed buffers.
 SUPPORTED_RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
+#: Widest block a checkpoint may declare (the released models: 512), checked before building.
+MAX_WIDTH = 4096
 RELEASED_FILES = {
     "migan_256_places2.pt": "Places2 scenes, 256x256",
     "migan_512_places2.pt": "Places2 scenes, 512x512",
@@ -107,8 +109,11 @@ def generator_shape(state: Mapping[str, torch.Tensor], source: Path | str) -> di
     if from_rgb.dim() != 4 or from_rgb.shape[1] != INPUT_CHANNELS:
         raise CheckpointError(f"checkpoint {source}: encoder.b{resolution}.fromrgb.weight has shape "
                               f"{tuple(from_rgb.shape)}, not C x 4 x 1 x 1; pass a released migan_*.pt file")
-    return {"resolution": resolution, "ch_base": int(from_rgb.shape[0]) * resolution,
-            "ch_max": int(state["encoder.b4.conv1.conv1.weight"].shape[0])}
+    top_width, bottom_width = int(from_rgb.shape[0]), int(state["encoder.b4.conv1.conv1.weight"].shape[0])
+    if not 1 <= top_width <= bottom_width <= MAX_WIDTH:
+        raise CheckpointError(f"checkpoint {source} has widths {top_width} at {resolution}x{resolution} and "
+                              f"{bottom_width} at 4x4; MI-GAN widths grow towards 4x4 and stay at most {MAX_WIDTH}")
+    return {"resolution": resolution, "ch_base": top_width * resolution, "ch_max": bottom_width}
 
 
 def load_migan(path: Path | str, resolution: int | None = None) -> MIGANGenerator:

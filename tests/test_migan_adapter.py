@@ -104,6 +104,10 @@ def test_a_file_that_is_not_migan_is_refused(tmp_path):
     torch.save([torch.zeros(2)], path)
     with pytest.raises(CheckpointError, match="plain state dict"):
         load_migan(path)
+    torch.save({"encoder.b64.fromrgb.weight": torch.zeros(8, 4, 1, 1),
+                "encoder.b4.conv1.conv1.weight": torch.zeros(100_000, 1, 1, 1)}, path)
+    with pytest.raises(CheckpointError, match="at most 4096"):
+        load_migan(path)
 
 
 @pytest.mark.parametrize("case", ["main", "batch"])
