@@ -47,11 +47,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from methods.base import Family, Inpainter, Resolution, check_image_mask
+from methods.base import Family, Inpainter, Option, Resolution, check_image_mask
 from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoint
-from methods.lama import _resize_image, _resize_mask
+from methods.lama import resize_image, resize_mask
 from methods.nets.migan import INPUT_CHANNELS, RELEASED_CH_BASE, RELEASED_CH_MAX, MIGANGenerator
 from methods.registry import register_method
+from methods.weights_record import WeightsFile, WeightsRecord
 
 MODES = ("crop", "reference")
 #: Context the authors' ONNX pipeline adds on each side of the hole's bounding box.
@@ -65,9 +66,8 @@ RELEASED_FILES = {
     "migan_512_places2.pt": "Places2 scenes, 512x512",
     "migan_256_ffhq.pt": "FFHQ faces, 256x256",
 }
-WEIGHTS_SOURCE = ("the authors' migan_256_places2.pt, migan_512_places2.pt or migan_256_ffhq.pt (MIT licence) from "
-                  "the Google Drive folder linked in github.com/Picsart-AI-Research/MI-GAN: "
-                  "https://drive.google.com/drive/folders/1xNtvN2lto0p5yFKOEEg9RioMjGrYM74w")
+#: The authors' Google Drive folder of released generators, linked from their README.
+RELEASE_FOLDER = "https://drive.google.com/drive/folders/1xNtvN2lto0p5yFKOEEg9RioMjGrYM74w"
 _FROM_RGB_KEY = re.compile(r"^encoder\.b(\d+)\.fromrgb\.weight$")
 
 
@@ -222,23 +222,43 @@ class MIGAN(Inpainter):
         Crop mode: pixels of context on each side of the hole's bounding box (the authors' 128).
     resolution : int, optional
         Expected side of the file's model (256 or 512); a file of another side is refused.
-    device : str
+    device : str or torch.device
         Torch device of the generator.
     """
 
     name = "migan"
     family = Family.CNN
     resolution = _CheckpointResolution("native", 0)
-    weights_needed = WEIGHTS_SOURCE
+    weights_record = WeightsRecord(
+        takes="file",
+        what=f"{', '.join(list(RELEASED_FILES)[:-1])} or {list(RELEASED_FILES)[-1]}: a released MI-GAN generator, "
+             "its side (256 or 512) read from the file",
+        files=(WeightsFile(path="", source="https://github.com/Picsart-AI-Research/MI-GAN (README, pre-trained models: "
+                                           f"{RELEASE_FOLDER})",
+                           licence="MIT (the repository's LICENSE-WEIGHTS)"),),
+        verification="read with weights_only=True as a plain state dict; side and widths read from the keys and "
+                     f"bounded (sides {SUPPORTED_RESOLUTIONS[0]}-{SUPPORTED_RESOLUTIONS[-1]}, widths at most "
+                     f"{MAX_WIDTH}) before building; strict load (every key and shape)",
+    )
+    devices = ("cpu", "cuda")
+    options = {
+        "mode": Option(str, "crop: a square around the hole, only hole pixels pasted back; reference: the whole "
+                            "image squashed to R x R as the authors' evaluation script", choices=MODES),
+        "context": Option(int, "crop mode: pixels of context on each side of the hole's bounding box", minimum=0),
+        "resolution": Option(int, "side the file's model must have (256 or 512 for the released files); none: "
+                                  "the file's own", choices=SUPPORTED_RESOLUTIONS, allows_none=True),
+    }
+    can_use_random_weights = True
     summary = "MI-GAN (Sargsyan et al. 2023), 6M-parameter mobile GAN, released Places2/FFHQ generators"
 
     def __init__(self, weights: Path | str, *, mode: str = "crop", context: int = DEFAULT_CONTEXT,
-                 resolution: int | None = None, device: str = "cpu") -> None:
+                 resolution: int | None = None, device: str | torch.device = "cpu") -> None:
         self.weights: Path | None = Path(weights)
         self._install(load_migan(self.weights, resolution), mode=mode, context=context, device=device)
 
     @classmethod
-    def with_random_weights(cls, *, resolution: int = 512, seed: int = 0, device: str = "cpu") -> "MIGAN":
+    def with_random_weights(cls, *, resolution: int = 512, seed: int = 0,
+                            device: str | torch.device = "cpu") -> "MIGAN":
         """The released architecture at ``resolution`` with fresh random weights, for timing and memory
         measurements only (`relama-bench perf --random-weights`); its completions are meaningless."""
         instance = cls.__new__(cls)
@@ -249,7 +269,7 @@ class MIGAN(Inpainter):
         instance._install(generator, mode="crop", context=DEFAULT_CONTEXT, device=device)
         return instance
 
-    def _install(self, generator: MIGANGenerator, *, mode: str, context: int, device: str) -> None:
+    def _install(self, generator: MIGANGenerator, *, mode: str, context: int, device: str | torch.device) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if context < 0:
@@ -294,7 +314,7 @@ class MIGAN(Inpainter):
         square_image = _window(image, top, left, side)
         square_hole = _window(mask, top, left, side)
         if side != self.side:
-            square_image, square_hole = _resize_image(square_image, size), _resize_mask(square_hole, size)
+            square_image, square_hole = resize_image(square_image, size), resize_mask(square_hole, size)
         composed = self._complete(square_image, (~square_hole).astype(np.float32))
         pixels = (composed * 127.5 + 127.5).clamp(0, 255)[0].permute(1, 2, 0).numpy()
         if side != self.side:

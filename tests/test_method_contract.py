@@ -50,6 +50,7 @@ SMALL_WEIGHTS: dict[str, Callable[[Path], Path | None]] = {
                                                   "replica_netG_streetview_small.pth"),
     "pluralistic": lambda folder: pluralistic_replica_folder(folder / "pluralistic"),
     "ict": lambda folder: ict_replica_folder(folder / "ckpts_ICT"),
+    "migan": lambda folder: shared_path("golden", "migan", "replica", "replica_migan_small.pt"),
     "lama": _tiny_generator("lama"),
     "relama-cbam": _tiny_generator("relama-cbam"),
 }

@@ -63,10 +63,21 @@ def test_registered_with_the_declared_contract():
     assert "256x256 or 512x512" in cls.resolution.describe()
 
 
+def test_weights_record_names_the_released_files_their_source_and_licence():
+    record = MIGAN.weights_record
+    assert record.takes == "file" and not record.shipped
+    assert all(name in record.what for name in ("migan_256_places2.pt", "migan_512_places2.pt", "migan_256_ffhq.pt"))
+    (file,) = record.files
+    assert "github.com/Picsart-AI-Research/MI-GAN" in file.source
+    assert "drive.google.com/drive/folders/1xNtvN2lto0p5yFKOEEg9RioMjGrYM74w" in file.source
+    assert file.licence.startswith("MIT") and "LICENSE-WEIGHTS" in file.licence
+    assert "strict load" in record.verification and "weights_only=True" in record.verification
+
+
 def test_unavailable_without_weights_and_never_random(tmp_path):
     reason = MIGAN.unavailable_reason(None)
     assert reason.startswith("weights missing: pass --weights migan=PATH")
-    assert "migan_512_places2.pt" in reason and "drive.google.com" in reason and "MIT" in reason
+    assert "migan_512_places2.pt" in reason
     with pytest.raises(MethodUnavailable, match="weights missing"):
         create_method("migan")
     info = {entry.name: entry for entry in available_methods()}["migan"]
@@ -74,10 +85,15 @@ def test_unavailable_without_weights_and_never_random(tmp_path):
     assert "not found" in MIGAN.unavailable_reason(tmp_path / "migan_256_places2.pt")
 
 
-def test_list_shows_migan_with_its_weights_record(capsys):
+def test_list_and_weights_show_migan_with_its_weights_record(capsys, tmp_path):
     assert main(["list"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.lstrip().startswith("migan"))
-    assert "cnn" in line and "migan_256_places2.pt" in line
+    assert "cnn" in line and "a file" in line and "256x256 or 512x512" in line
+    assert main(["weights", "migan", "--weights-dir", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "migan: --weights migan=FILE, migan_256_places2.pt, migan_512_places2.pt or migan_256_ffhq.pt: a released" in shown
+    assert "drive.google.com/drive/folders/" in shown and "licence MIT" in shown
+    assert "checked: read with weights_only=True" in shown
 
 
 def test_resolution_comes_from_the_file_and_the_option_only_checks_it(replica):
@@ -89,7 +105,16 @@ def test_resolution_comes_from_the_file_and_the_option_only_checks_it(replica):
         MIGAN(replica, resolution=512)
 
 
-def test_options_are_validated(replica):
+def test_options_are_declared_and_validated(replica):
+    with pytest.raises(ValueError, match="mode='squash' is not one of crop, reference"):
+        create_method("migan", replica, mode="squash")
+    with pytest.raises(ValueError, match="context=-1 must be at least 0"):
+        create_method("migan", replica, context=-1)
+    with pytest.raises(ValueError, match="resolution=300 is not one of"):
+        create_method("migan", replica, resolution=300)
+    adapter = create_method("migan", replica, mode="reference", context=0, resolution=None)
+    assert (adapter.mode, adapter.context, adapter.side) == ("reference", 0, SIDE)
+    # Direct construction (no registry) checks the same ranges.
     with pytest.raises(ValueError, match="mode must be one of crop, reference"):
         MIGAN(replica, mode="squash")
     with pytest.raises(ValueError, match="context"):
