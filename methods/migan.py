@@ -8,7 +8,10 @@ https://github.com/Picsart-AI-Research/MI-GAN
 * ``migan_256_places2.pt`` and ``migan_512_places2.pt`` (Places2 scenes, 256 and 512);
 * ``migan_256_ffhq.pt`` (FFHQ faces, 256).
 
-Each is a plain state dict; the model's side R (256 or 512) is read from its keys, and the option
+``relama-bench weights fetch migan`` downloads ``migan_512_places2.pt`` (the model of the authors' ONNX
+pipeline) into the suite's cache; the other two are fetched by hand from the same folder.
+
+Each released file is a plain state dict; the model's side R (256 or 512) is read from its keys, and the option
 ``resolution`` only checks it. A generator takes exactly R x R inputs (its fixed noise and filter
 buffers have that size), so the adapter always works on an R x R picture:
 
@@ -52,6 +55,7 @@ from methods.checkpoint import CheckpointError, load_state_strict, read_checkpoi
 from methods.lama import resize_image, resize_mask
 from methods.nets.migan import INPUT_CHANNELS, RELEASED_CH_BASE, RELEASED_CH_MAX, MIGANGenerator
 from methods.registry import register_method
+from methods.releases import GDRIVE_FOLDER, Release, ReleasedFile
 from methods.weights_record import WeightsFile, WeightsRecord
 
 MODES = ("crop", "reference")
@@ -66,8 +70,10 @@ RELEASED_FILES = {
     "migan_512_places2.pt": "Places2 scenes, 512x512",
     "migan_256_ffhq.pt": "FFHQ faces, 256x256",
 }
-#: The authors' Google Drive folder of released generators, linked from their README.
-RELEASE_FOLDER = "https://drive.google.com/drive/folders/1xNtvN2lto0p5yFKOEEg9RioMjGrYM74w"
+#: Id of the authors' Google Drive folder of released generators, linked from their README.
+RELEASE_FOLDER_ID = "1xNtvN2lto0p5yFKOEEg9RioMjGrYM74w"
+#: The file `relama-bench weights fetch migan` downloads: the 512 Places2 model (the ONNX pipeline's).
+FETCHED_FILE = "migan_512_places2.pt"
 _FROM_RGB_KEY = re.compile(r"^encoder\.b(\d+)\.fromrgb\.weight$")
 
 
@@ -234,11 +240,16 @@ class MIGAN(Inpainter):
         what=f"{', '.join(list(RELEASED_FILES)[:-1])} or {list(RELEASED_FILES)[-1]}: a released MI-GAN generator, "
              "its side (256 or 512) read from the file",
         files=(WeightsFile(path="", source="https://github.com/Picsart-AI-Research/MI-GAN (README, pre-trained models: "
-                                           f"{RELEASE_FOLDER})",
+                                           f"https://drive.google.com/drive/folders/{RELEASE_FOLDER_ID})",
                            licence="MIT (the repository's LICENSE-WEIGHTS)"),),
         verification="read with weights_only=True as a plain state dict; side and widths read from the keys and "
                      f"bounded (sides {SUPPORTED_RESOLUTIONS[0]}-{SUPPORTED_RESOLUTIONS[-1]}, widths at most "
                      f"{MAX_WIDTH}) before building; strict load (every key and shape)",
+        release=Release(
+            files=(ReleasedFile(FETCHED_FILE, GDRIVE_FOLDER, RELEASE_FOLDER_ID, folder_member=FETCHED_FILE),),
+            weights=FETCHED_FILE,
+            expected=(FETCHED_FILE,),
+        ),
     )
     devices = ("cpu", "cuda")
     options = {

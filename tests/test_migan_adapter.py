@@ -72,6 +72,9 @@ def test_weights_record_names_the_released_files_their_source_and_licence():
     assert "drive.google.com/drive/folders/1xNtvN2lto0p5yFKOEEg9RioMjGrYM74w" in file.source
     assert file.licence.startswith("MIT") and "LICENSE-WEIGHTS" in file.licence
     assert "strict load" in record.verification and "weights_only=True" in record.verification
+    (released,) = record.release.files
+    assert (released.scheme, released.url) == ("gdrive-folder", "1xNtvN2lto0p5yFKOEEg9RioMjGrYM74w")
+    assert released.folder_member == released.name == record.release.weights == "migan_512_places2.pt"
 
 
 def test_unavailable_without_weights_and_never_random(tmp_path):
