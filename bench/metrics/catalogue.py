@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+#: PSNR of identical images and upper bound of every PSNR, in dB (`bench.metrics.pixel` caps at it).
+PSNR_CAP_DB = 100.0
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -70,6 +73,8 @@ class MetricSpec:
     minimum_side : int
         Smallest image side (pixels) the metric can score; smaller images get NaN, and the report
         names them.
+    value_range : (float, float)
+        The values the metric can take; a mean's confidence interval is clipped to them.
     """
 
     name: str
@@ -81,6 +86,7 @@ class MetricSpec:
     hole_only: bool = False
     unit: str = ""
     minimum_side: int = 1
+    value_range: tuple[float, float] = (-math.inf, math.inf)
 
     @property
     def arrow(self) -> str:
@@ -102,13 +108,16 @@ def format_number(value: float | None, decimals: int) -> str:
 #: Every metric, in the order tables list them.
 CATALOGUE: dict[str, MetricSpec] = {spec.name: spec for spec in (
     # AlexNet's pooling stack needs 31 pixels; SSIM's Gaussian window 11.
-    MetricSpec("lpips", "LPIPS", False, 4, Tolerance(0.002), kind="learned", minimum_side=31),
-    MetricSpec("psnr", "PSNR (dB)", True, 2, Tolerance(0.05, unit=" dB"), unit="dB"),
-    MetricSpec("ssim", "SSIM", True, 4, Tolerance(0.002), minimum_side=11),
-    MetricSpec("l1", "L1", False, 4, Tolerance(0.0005)),
-    MetricSpec("psnr_hole", "PSNR hole (dB)", True, 2, Tolerance(0.05, unit=" dB"), hole_only=True, unit="dB"),
-    MetricSpec("ssim_hole", "SSIM hole", True, 4, Tolerance(0.002), hole_only=True, minimum_side=11),
-    MetricSpec("l1_hole", "L1 hole", False, 4, Tolerance(0.0005), hole_only=True),
+    MetricSpec("lpips", "LPIPS", False, 4, Tolerance(0.002), kind="learned", minimum_side=31,
+               value_range=(0.0, math.inf)),
+    MetricSpec("psnr", "PSNR (dB)", True, 2, Tolerance(0.05, unit=" dB"), unit="dB", value_range=(0.0, PSNR_CAP_DB)),
+    MetricSpec("ssim", "SSIM", True, 4, Tolerance(0.002), minimum_side=11, value_range=(-1.0, 1.0)),
+    MetricSpec("l1", "L1", False, 4, Tolerance(0.0005), value_range=(0.0, 1.0)),
+    MetricSpec("psnr_hole", "PSNR hole (dB)", True, 2, Tolerance(0.05, unit=" dB"), hole_only=True, unit="dB",
+               value_range=(0.0, PSNR_CAP_DB)),
+    MetricSpec("ssim_hole", "SSIM hole", True, 4, Tolerance(0.002), hole_only=True, minimum_side=11,
+               value_range=(-1.0, 1.0)),
+    MetricSpec("l1_hole", "L1 hole", False, 4, Tolerance(0.0005), hole_only=True, value_range=(0.0, 1.0)),
     MetricSpec("fid", "FID", False, 2, Tolerance(0.02, relative=True), kind="set"),
     MetricSpec("kid", "KID×1000", False, 2, Tolerance(0.05, relative=True), kind="set"),
 )}
