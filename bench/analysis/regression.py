@@ -40,7 +40,7 @@ TOLERANCES: dict[str, Tolerance] = {name: spec.tolerance for name, spec in CATAL
 DIRECTIONS: dict[str, bool] = {name: spec.higher_is_better for name, spec in CATALOGUE.items()}
 
 KEY = ["method", "case", "metric"]
-SUMMARY_COLUMNS = ["method", "case", "metric", "mean", "std", "ci_low", "ci_high", "n"]
+SUMMARY_COLUMNS = ["method", "case", "metric", "mean", "std", "ci_low", "ci_high", "n", "n_missing"]
 BASELINE_TABLE = "summary.csv"
 BASELINE_META = "baseline.json"
 BASELINE_README = "README.md"
@@ -289,7 +289,7 @@ def _readme(note: dict) -> str:
         "",
         "`relama-bench check RUN_DIR --baseline <this folder>` compares a run's `tables/summary.csv` with",
         f"`{BASELINE_TABLE}` here and fails on any regression, improvement, missing or new entry beyond the",
-        "per-metric tolerances listed in `bench/check.py` (and in `baseline.json`).",
+        "per-metric tolerances listed in `bench/analysis/regression.py` (and in `baseline.json`).",
         "",
         f"Produced by: `{note['command']}`",
         "",
