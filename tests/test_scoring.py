@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import write_photos
 from bench.run.config import RunConfig
 from bench.report.build import build_report
 from bench.run.runner import Runner
+from bench.run.rundir import RunDir
+from bench.run.scoring import fid_difference_interval, fid_differences
 from bench.metrics.backbones import resolve
 
 WEIGHTS_PRESENT = all(resolve(name) is not None for name in ("lpips-alex", "fid-inception"))
@@ -45,9 +48,43 @@ def test_lpips_and_fid_are_scored_cached_and_reported(tmp_path):
     assert set(sets.index) == {"telea", "ns"} and (sets["n"] == 3).all() and sets["indicative"].all()
     assert np.isfinite(sets["fid"]).all()
     table = data.case_tables["region"]
-    assert "FID ↓" in table.columns and table["FID ↓"].str.contains(r"\*").all()
+    assert (table["FID ↓"] == "n/a (N < 50)").all()
+    assert not table["KID×1000 ↓"].str.contains("±").any() and (sets["kid_subsets"] == 1).all()
     report = (outcome.run_dir / "report.md").read_text()
     assert "LPIPS: v0.1, alex backbone" in report and "indicative only" in report
+    differences = data.fid_differences.set_index("method")
+    assert differences.loc["ns", "note"].startswith("N < 50") and np.isnan(differences.loc["ns", "fid_diff"])
+
+
+def _write_features(run_dir, method, case, features):
+    for index, vector in enumerate(features):
+        path = RunDir(run_dir).features(method, case, f"i{index}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vector[None].astype(np.float32))
+
+
+def test_fid_difference_resamples_images_with_both_sets_together(tmp_path):
+    rng = np.random.default_rng(0)
+    n, dims = 60, 8
+    real = rng.normal(0, 1, (n, dims))
+    close = real + rng.normal(0, 0.3, (n, dims))
+    far = real + rng.normal(0.5, 0.3, (n, dims))
+    for index, vector in enumerate(real):
+        path = RunDir(tmp_path).original_features(f"i{index}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vector[None].astype(np.float32))
+    _write_features(tmp_path, "far", "large", far)
+    _write_features(tmp_path, "close", "large", close)
+    rows = pd.DataFrame([{"method": method, "case": "large", "image_id": f"i{index}", "hole_fraction": 0.3}
+                         for method in ("close", "far") for index in range(n)])
+    table = fid_differences(tmp_path, rows, "close").set_index("method")
+    row = table.loc["far"]
+    single = fid_difference_interval(real, far, close, resamples=1)[0]
+    assert row["fid_diff"] == pytest.approx(single, rel=1e-5) and row["fid_diff"] > 0
+    assert row["ci_low"] < row["fid_diff"] < row["ci_high"] and row["ci_low"] > 0
+    assert row["n"] == n and row["resamples"] == 100
+    small = fid_differences(tmp_path, rows[rows["image_id"].isin([f"i{index}" for index in range(10)])], "close")
+    assert small.loc[0, "note"].startswith("N < 50") and np.isnan(small.loc[0, "ci_low"])
 
 
 @pytest.mark.skipif(not WEIGHTS_PRESENT, reason="weights not fetched: run `relama-bench weights fetch`")

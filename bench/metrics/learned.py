@@ -36,6 +36,8 @@ INCEPTION_ENTRY = "fid-inception"
 
 #: FID from fewer images than this is flagged indicative.
 FID_RELIABLE_MIN_N = 10_000
+#: Below this many images FID is essentially its small-sample bias: reports show it as "n/a (N < 50)".
+FID_MIN_N = 50
 FID_INDICATIVE_REASON = (
     "FID is biased upward at small N (the bias shrinks roughly as 1/N and depends on the method, so "
     "rankings can flip: Bińkowski et al. 2018, 'Demystifying MMD GANs'; Chong & Forsyth 2020, "

@@ -24,12 +24,15 @@ from bench.metrics.backbones import ensure_entries
 from bench.metrics.catalogue import CATALOGUE
 from bench.metrics.learned import (
     FID_INDICATIVE_REASON,
+    FID_MIN_N,
+    KID_SUBSETS,
     FIDKID,
     INCEPTION_ENTRY,
     LPIPS_BACKBONES,
     InceptionFeatures,
     LPIPSMetric,
     fid_unavailable_reason,
+    frechet_distance,
     lpips_unavailable_reason,
 )
 from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write_bytes, write_json
@@ -177,36 +180,110 @@ def diversity(lpips_metric: LPIPSMetric, pred_path: Path, samples: int) -> float
     return float(np.mean(distances))
 
 
-SET_COLUMNS = ["method", "case", "fid", "kid_mean", "kid_std", "kid_subset_size", "n", "indicative", "note"]
+SET_COLUMNS = ["method", "case", "fid", "kid_mean", "kid_std", "kid_subset_size", "kid_subsets", "n", "indicative",
+               "note"]
+FID_DIFFERENCE_COLUMNS = ["method", "reference", "case", "fid_diff", "ci_low", "ci_high", "n", "resamples", "note"]
+#: Bootstrap of FID differences: resamples, and the largest N it runs at (each resample costs two
+#: N x N singular-value decompositions: about 0.5 s each at N = 500 on 2 CPU cores).
+FID_DIFFERENCE_RESAMPLES = 100
+FID_DIFFERENCE_MAX_N = 500
+
+
+def _case_features(run_dir: Path, rows: pd.DataFrame) -> dict[tuple[str, str], tuple[list[str], np.ndarray, np.ndarray]]:
+    """Per (method, case): the image ids whose features exist on both sides (images whose mask had a
+    hole), and the real and fake ``N x 2048`` feature matrices in that order."""
+    features = {}
+    paths = RunDir(run_dir)
+    scored = rows[rows["hole_fraction"] > 0]
+    for (method, case), group in scored.groupby(["method", "case"], sort=False):
+        ids, real, fake = [], [], []
+        for image_id in dict.fromkeys(group["image_id"]):
+            real_path = paths.original_features(image_id)
+            fake_path = paths.features(method, case, image_id)
+            if real_path.exists() and fake_path.exists():
+                ids.append(image_id)
+                real.append(np.load(real_path))
+                fake.append(np.load(fake_path))
+        if len(ids) >= 2:
+            features[(method, case)] = (ids, np.concatenate(real), np.concatenate(fake))
+    return features
 
 
 def set_metrics(run_dir: Path, rows: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
     """FID and KID per method and case from the cached features of the scored rows.
 
     Only images whose mask had a hole and whose features exist on both sides enter; ``n`` says how
-    many. Returns an empty table when no features were cached (FID unavailable).
+    many. ``kid_subsets`` is 1 when a KID subset is the whole set (fewer than 1,000 images), so
+    ``kid_std`` is 0 by construction, not a measured spread. Returns an empty table when no features
+    were cached (FID unavailable).
     """
     records = []
-    paths = RunDir(run_dir)
-    scored = rows[rows["hole_fraction"] > 0]
-    for (method, case), group in scored.groupby(["method", "case"], sort=False):
-        real, fake = [], []
-        for image_id in dict.fromkeys(group["image_id"]):
-            real_path = paths.original_features(image_id)
-            fake_path = paths.features(method, case, image_id)
-            if real_path.exists() and fake_path.exists():
-                real.append(np.load(real_path))
-                fake.append(np.load(fake_path))
+    for (method, case), (_, real, fake) in _case_features(run_dir, rows).items():
         n = len(real)
-        if n < 2:
-            continue
         metric = FIDKID()
-        metric.update_features(torch.from_numpy(np.concatenate(real)), real=True)
-        metric.update_features(torch.from_numpy(np.concatenate(fake)), real=False)
+        metric.update_features(torch.from_numpy(real), real=True)
+        metric.update_features(torch.from_numpy(fake), real=False)
         result = metric.compute(seed=seed)
         records.append({
             "method": method, "case": case, "fid": result.fid, "kid_mean": result.kid_mean, "kid_std": result.kid_std,
-            "kid_subset_size": result.kid_subset_size, "n": n, "indicative": result.indicative,
-            "note": FID_INDICATIVE_REASON if result.indicative else "",
+            "kid_subset_size": result.kid_subset_size, "kid_subsets": 1 if result.kid_subset_size >= n else KID_SUBSETS,
+            "n": n, "indicative": result.indicative, "note": FID_INDICATIVE_REASON if result.indicative else "",
         })
     return pd.DataFrame(records, columns=SET_COLUMNS)
+
+
+def fid_difference_interval(real: np.ndarray, fake: np.ndarray, fake_reference: np.ndarray, *,
+                            resamples: int = FID_DIFFERENCE_RESAMPLES, seed: int = 0,
+                            confidence: float = 0.95) -> tuple[float, float, float]:
+    """FID(real, fake) - FID(real, fake_reference) with a percentile-bootstrap interval over images.
+
+    Row ``i`` of the three ``N x D`` matrices is image ``i`` (its original and the two methods'
+    predictions); each resample draws images with replacement and keeps the three sets aligned, so
+    the shared real set and the per-image pairing enter the uncertainty.
+
+    Returns
+    -------
+    (difference, low, high) : floats
+    """
+    def difference(indices: np.ndarray) -> float:
+        real_set = torch.from_numpy(real[indices])
+        return (frechet_distance(real_set, torch.from_numpy(fake[indices]))
+                - frechet_distance(real_set, torch.from_numpy(fake_reference[indices])))
+
+    n = len(real)
+    rng = np.random.default_rng(seed)
+    draws = [difference(rng.integers(0, n, n)) for _ in range(resamples)]
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return difference(np.arange(n)), float(low), float(high)
+
+
+def fid_differences(run_dir: Path, rows: pd.DataFrame, reference: str, *, seed: int = 0) -> pd.DataFrame:
+    """Each method's FID minus the reference's, per case, on the images both have features for, with a
+    bootstrap interval when `FID_MIN_N` <= N <= `FID_DIFFERENCE_MAX_N` (``note`` says why not otherwise)."""
+    features = _case_features(run_dir, rows)
+    records = []
+    for (method, case), (ids, real, fake) in features.items():
+        if method == reference or (reference, case) not in features:
+            continue
+        reference_ids, _, reference_fake = features[(reference, case)]
+        position = {image_id: index for index, image_id in enumerate(reference_ids)}
+        common = [index for index, image_id in enumerate(ids) if image_id in position]
+        n = len(common)
+        record = {"method": method, "reference": reference, "case": case, "fid_diff": float("nan"),
+                  "ci_low": float("nan"), "ci_high": float("nan"), "n": n, "resamples": 0, "note": ""}
+        aligned_reference = reference_fake[[position[ids[index]] for index in common]]
+        if n < FID_MIN_N:
+            record["note"] = f"N < {FID_MIN_N}: FID is mostly small-sample bias"
+        elif n > FID_DIFFERENCE_MAX_N:
+            real_set = torch.from_numpy(real[common])
+            record["fid_diff"] = (frechet_distance(real_set, torch.from_numpy(fake[common]))
+                                  - frechet_distance(real_set, torch.from_numpy(aligned_reference)))
+            record["note"] = (f"no interval: N > {FID_DIFFERENCE_MAX_N}, where the bootstrap's "
+                              f"{FID_DIFFERENCE_RESAMPLES} x 2 FIDs cost too much")
+        else:
+            record["fid_diff"], record["ci_low"], record["ci_high"] = fid_difference_interval(
+                real[common], fake[common], aligned_reference, seed=seed)
+            record["resamples"] = FID_DIFFERENCE_RESAMPLES
+        records.append(record)
+    return pd.DataFrame(records, columns=FID_DIFFERENCE_COLUMNS)
