@@ -41,7 +41,7 @@ def test_run_end_to_end_writes_the_run_directory(tmp_path, capsys):
                  "pred/ns/large/p1.png", "tables/summary.csv"):
         assert (run_dir / name).exists(), name
     report = (run_dir / "report.md").read_text()
-    for text in ("## Results by case", "### small", "Paired comparison against `telea`", "SSIM convention",
+    for text in ("## Results by case", "### small", "Paired comparison against `telea`", "SSIM (lama): LaMa's evaluation convention",
                  "95 %", "size policy", "seed 0", "numpy"):
         assert text in report, text
     assert main(["report", str(runs / "latest")]) == 0
@@ -63,7 +63,10 @@ def test_methods_missing_weights_are_skipped_with_reason(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, expected", [
     (["--methods", "telea,unknown"], "unknown method 'unknown'; known methods: telea, ns"),
-    (["--cases", "small,huge"], "unknown mask case 'huge'; known cases: small, region, large"),
+    (["--cases", "small,huge"], "unknown mask case 'huge'; known cases: small, region, large, thin, medium, thick"),
+    (["--cases", "nvidia_10_20"], "case 'nvidia_10_20' reads the NVIDIA mask set: add --masks-protocol nvidia=DIR"),
+    (["--masks-protocol", "places=/tmp"], "is not nvidia=DIR"),
+    (["--masks-protocol", "nvidia=/nonexistent/nv"], "NVIDIA mask folder /nonexistent/nv does not exist"),
     (["--limit", "0"], "--limit 0 selects no image"),
     (["--weights", "lama"], "is not METHOD=PATH"),
     (["--data", "/nonexistent/photos"], "data folder /nonexistent/photos does not exist"),
@@ -73,6 +76,29 @@ def test_bad_arguments_end_in_one_sentence(tmp_path, capsys, argv, expected):
     message = _error_of(capsys, ["run", "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--no-learned-metrics",
                                  *argv])
     assert expected in message
+
+
+def test_masks_and_cases_together_are_refused(tmp_path, capsys):
+    (tmp_path / "masks").mkdir()
+    message = _error_of(capsys, ["run", "--masks", str(tmp_path / "masks"), "--cases", "thin",
+                                 "--runs-dir", str(tmp_path / "runs")])
+    assert "--cases does not apply with --masks" in message
+
+
+def test_lama_protocol_cases_run_on_any_data_and_the_report_describes_their_masks(tmp_path, capsys):
+    data = write_photos(tmp_path / "data", 3, (40, 56), prefix="p")
+    runs = tmp_path / "runs"
+    assert main(["run", "--data", str(data), "--methods", "telea", "--cases", "thin,medium,thick", "--ssim", "skimage",
+                 "--runs-dir", str(runs), "--no-progress", "--no-learned-metrics"]) == 0
+    run_dir = (runs / "latest").resolve()
+    rows = pd.read_parquet(run_dir / "rows.parquet")
+    assert set(rows["case"]) == {"thin", "medium", "thick"} and (rows["mask_frame"] == "256x256").all()
+    assert set(rows["mask_generator"]) <= {"strokes", "boxes"}
+    report = (run_dir / "report.md").read_text()
+    assert "SSIM (skimage): scikit-image's" in report
+    assert "| thin " in report and "square, side 256" in report and "max_tamper_area" in report
+    assert "area mean [p10, p50, p90]" in report and "box share" in report
+    assert (run_dir / "tables" / "masks.csv").exists()
 
 
 def test_unwritable_output_directory(tmp_path, capsys):

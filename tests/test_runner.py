@@ -53,6 +53,16 @@ def test_run_writes_rows_and_resumes_without_recomputing(tmp_path):
     assert record.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(first.rows, second.rows)
     assert config.run_dir() == RunConfig(**{**vars(config), "workers": 3}).run_dir()
+    assert config.run_dir() != RunConfig(**{**vars(config), "ssim": "skimage"}).run_dir()
+
+
+def test_rows_record_how_each_mask_was_made(tmp_path):
+    data = write_photos(tmp_path / "data", 2, (48, 64), prefix="img")
+    config = RunConfig(methods=["telea"], cases=["large"], data=str(data), runs_root=str(tmp_path / "runs"),
+                       learned_metrics=False)
+    rows = Runner(config, progress=False).run().rows
+    assert set(rows["mask_generator"]) <= {"strokes", "boxes"} and (rows["mask_frame"] == "341x256").all()
+    assert rows["hole_rim_share"].between(0, 1).all()
 
 
 def test_known_pixels_are_bit_identical_after_compositing(tmp_path):

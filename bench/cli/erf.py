@@ -25,7 +25,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                              "'output' (default: output)")
     parser.add_argument("--images", type=int, default=8, help="images per mask case (default 8)")
     parser.add_argument("--size", type=int, default=256, help="square input side in pixels (default 256)")
-    parser.add_argument("--cases", default=",".join(CASES),
+    parser.add_argument("--cases", default="small,region,large",
                         help=f"comma-separated mask cases giving the holes ({', '.join(CASES)})")
     parser.add_argument("--location", default="0.5,0.5",
                         help="output location as row,column fractions of the image (default: the centre)")

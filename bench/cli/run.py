@@ -17,9 +17,12 @@ from bench.run.runner import USER_CASE, Runner, default_worker_count
 from bench.cli.options import (add_device_argument, comma_list, default_run_methods, method_names,
                                parse_weights_options)
 from bench.metrics.backbones import offline_from_environment
+from bench.metrics.pixel import DEFAULT_SSIM, SSIM_CONVENTIONS
 from bench.run.fetch import FetchedWeightsChanged, fetch_command, fetchable, fetched_weights
 from bench.run.scoring import provision_learned_metrics
-from masks.cases import CASES
+from masks import nvidia
+from masks.cases import CASES, LAMA, SUITE
+from masks.io import MaskFileError
 from methods.registry import get_method_class
 
 #: Bounds of the numeric options, checked before anything is allocated.
@@ -28,11 +31,23 @@ MAX_SEED = 2**32 - 1
 MAX_FIGURE_ROWS = 64
 MAX_WORKERS = 256
 
+SUITE_CASES = [name for name, case in CASES.items() if case.family == SUITE]
+LAMA_CASES = [name for name, case in CASES.items() if case.family == LAMA]
+
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="run methods over images and mask cases, score them, write a report")
-    run.add_argument("--cases", default="small,region,large",
-                     help=f"comma-separated mask cases ({', '.join(CASES)}); default: all three")
+    run.add_argument("--cases", default=None,
+                     help=f"comma-separated mask cases: the suite's {', '.join(SUITE_CASES)}; LaMa's evaluation "
+                          f"protocol {', '.join(LAMA_CASES)}; with --masks-protocol nvidia=DIR the NVIDIA area "
+                          f"blocks {', '.join(nvidia.CASES)}. Default: {', '.join(SUITE_CASES)} (the six NVIDIA "
+                          "blocks with --masks-protocol nvidia=DIR)")
+    run.add_argument("--masks-protocol", action="append", default=[], metavar="NAME=DIR",
+                     help="a published mask set to evaluate on: nvidia=DIR (Liu et al. 2018's 12,000 irregular "
+                          "test masks, 00000.png ... 11999.png, white = hole)")
+    run.add_argument("--ssim", choices=sorted(SSIM_CONVENTIONS), default=DEFAULT_SSIM,
+                     help=f"SSIM convention (default {DEFAULT_SSIM}: LaMa's evaluation, zero padding, whole-image "
+                          "mean; skimage: scikit-image's, reflect padding, mean without the 5-pixel border)")
     run.add_argument("--methods", default=None,
                      help="comma-separated method names (see `relama-bench list`); default: every method "
                           "meant for the default run, skipping those that cannot run here")
@@ -90,15 +105,17 @@ def _check_range(option: str, value: int | None, low: int, high: int, meaning: s
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     methods = method_names(args.methods, default_run_methods())
+    protocols = parse_mask_protocols(args.masks_protocol)
     if args.masks is not None:
+        if protocols:
+            raise UserError("--masks and --masks-protocol both choose the masks: pass one of them")
+        if args.cases is not None:
+            raise UserError("--cases does not apply with --masks (your masks form the one case 'user'): drop one of them")
         if not args.masks.is_dir():
             raise UserError(f"mask folder {args.masks} does not exist: pass --masks DIR with one mask per image")
         cases = [USER_CASE]
     else:
-        cases = comma_list(args.cases, "--cases")
-        unknown = [case for case in cases if case not in CASES]
-        if unknown or not cases:
-            raise UserError(f"unknown mask case {(unknown or [''])[0]!r}; known cases: {', '.join(CASES)}")
+        cases = parse_cases(args.cases, protocols)
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit} selects no image: pass a positive number or leave it out")
     _check_range("--samples", args.samples, 1, MAX_SAMPLES, "a number of completions")
@@ -132,9 +149,42 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         mask_threshold=args.mask_threshold, limit=args.limit, size=args.size, max_side=args.max_side,
         seed=args.seed, weights=weights, learned_metrics=not args.no_learned_metrics, samples=args.samples,
         options=parse_method_options(args.option, methods), workers=args.workers, figure_rows=args.figure_rows,
-        runs_root=str(args.runs_dir), run_id=args.run_id, device=args.device,
+        runs_root=str(args.runs_dir), run_id=args.run_id, device=args.device, ssim=args.ssim,
+        mask_protocols=protocols,
     )
 
+
+
+def parse_mask_protocols(values: list[str]) -> dict[str, str]:
+    """``NAME=DIR`` options to ``{name: folder}``; the folder is checked now, not mid-run."""
+    protocols: dict[str, str] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or name != nvidia.PROTOCOL or not folder:
+            raise UserError(f"--masks-protocol {value!r} is not nvidia=DIR: the one published mask set supported is "
+                            "NVIDIA's irregular test masks (pass the folder holding 00000.png ... 11999.png)")
+        if name in protocols:
+            raise UserError(f"--masks-protocol {name}= is given twice: pass it once")
+        try:
+            nvidia.check_folder(folder)
+        except MaskFileError as error:
+            raise UserError(str(error)) from None
+        protocols[name] = str(Path(folder).resolve())
+    return protocols
+
+
+def parse_cases(value: str | None, protocols: dict[str, str]) -> list[str]:
+    """The cases of ``--cases`` (default: the suite's three, or the NVIDIA blocks with that protocol)."""
+    if value is None:
+        return list(nvidia.CASES) if nvidia.PROTOCOL in protocols else SUITE_CASES
+    cases = comma_list(value, "--cases")
+    known = [*CASES, *(nvidia.CASES if nvidia.PROTOCOL in protocols else [])]
+    for case in cases or [""]:
+        if case in nvidia.CASES and nvidia.PROTOCOL not in protocols:
+            raise UserError(f"case {case!r} reads the NVIDIA mask set: add --masks-protocol nvidia=DIR")
+        if case not in known:
+            raise UserError(f"unknown mask case {case!r}; known cases: {', '.join(known)}")
+    return cases
 
 def _option_value(text: str) -> Any:
     lowered = text.lower()

@@ -27,7 +27,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                         help="weights of a deep method (repeatable)")
     parser.add_argument("--data", type=Path, default=None, help="folder of images; default: the embedded set")
     parser.add_argument("--images", type=int, default=4, help="number of images (default 4)")
-    parser.add_argument("--cases", default=",".join(CASES), help="resolution sweep: comma-separated mask cases")
+    parser.add_argument("--cases", default="small,region,large", help="resolution sweep: comma-separated mask cases")
     parser.add_argument("--resolutions", default=",".join(map(str, sweeps.RESOLUTIONS)),
                         help="resolution sweep: comma-separated long sides in pixels (default 256,512,1024)")
     parser.add_argument("--size", type=int, default=256, help="area sweep: square image side (default 256)")

@@ -41,6 +41,8 @@ class RunConfig:
     ``options`` maps a method name to keyword options of its adapter (e.g. Telea's ``radius``);
     ``device`` is ``--device`` (auto, cpu, cuda[:N]) for deep methods and metric backbones; like the
     worker count it is left out of the run id (devices agree to float rounding).
+    ``ssim`` names the SSIM convention (`bench.metrics.pixel.SSIM_CONVENTIONS`); ``mask_protocols``
+    maps a file-based mask protocol (``nvidia``) to the folder holding its masks.
     """
 
     methods: list[str]
@@ -57,6 +59,8 @@ class RunConfig:
     learned_metrics: bool = True
     samples: int = 1
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ssim: str = "lama"
+    mask_protocols: dict[str, str] = field(default_factory=dict)
     workers: int = 1
     figure_rows: int = 8
     runs_root: str = "runs"

@@ -120,7 +120,7 @@ class JobIdentity:
     ``image`` and ``mask`` are `array_digest` values of the prepared image and hole mask;
     ``weights`` the digest of the weights the method loads (``None`` when it loads none);
     ``device`` the kind of device the method computes on; ``software`` the versions of the
-    packages that compute it.
+    packages that compute it; ``ssim`` the SSIM convention the record's scores use.
     """
 
     method: str
@@ -134,6 +134,7 @@ class JobIdentity:
     samples: int
     options: dict[str, Any] = field(default_factory=dict)
     software: dict[str, str] = field(default_factory=dict)
+    ssim: str = "lama"
 
     def key(self) -> str:
         """SHA-256 (hex) of the identity, stable across processes and machines."""

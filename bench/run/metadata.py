@@ -14,6 +14,7 @@ import pandas as pd
 from bench.run.config import RunConfig, machine_description, package_versions
 from bench.run.data import DEFAULT_DATA_NAME, BenchImage
 from bench.run.scoring import ScoringReport
+from masks import nvidia
 from masks.cases import get_case
 from methods.registry import get_method_class
 
@@ -45,7 +46,8 @@ def size_policy_text(config: RunConfig) -> str:
 
 def config_document(config: RunConfig) -> dict[str, Any]:
     """``config.toml``: the exact configuration, mask-case parameters, package versions and machine."""
-    cases = {case: get_case(case).parameters() for case in config.cases if case != USER_CASE}
+    cases = {case: nvidia.parameters(case) if case in nvidia.CASES else get_case(case).parameters()
+             for case in config.cases if case != USER_CASE}
     return {
         "run": {key: value for key, value in asdict(config).items() if value is not None and key != "weights"},
         "weights": config.weights,

@@ -40,7 +40,8 @@ from bench.run.rundir import RunDir, read_json, sample_path, write_json, write_r
 from bench.run.metadata import USER_CASE, RunOutcome, config_document, run_metadata
 from bench.run.scoring import disabled_report, score_run
 from bench.run.workers import run_parallel
-from masks.cases import case_mask, get_case
+from masks import nvidia
+from masks.cases import DrawnMask, draw_case_mask, get_case
 from masks.io import MaskFileError, read_labelme, read_mask_png, write_mask_png
 from methods.base import Inpainter
 from methods.checkpoint import CheckpointError
@@ -75,6 +76,9 @@ class JobSpec:
     samples: int = 1
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
+    ssim_convention: str = "lama"
+    #: How the mask was made (generator, frame, source file), copied into the job record.
+    mask_info: dict[str, str] = field(default_factory=dict)
 
 
 def job_seed(seed: int, case: str, image_id: str) -> int:
@@ -182,7 +186,8 @@ def execute_job(spec: JobSpec) -> dict:
         "note": note,
         "samples": 1 + len(extra_samples),
         "job_key": spec.key,
-        **pixel_metrics(image, result, hole_mask),
+        **spec.mask_info,
+        **pixel_metrics(image, result, hole_mask, ssim_convention=spec.ssim_convention),
     }
     write_rgb_png(spec.pred_path, result)
     write_json(spec.record_path, record)
@@ -227,7 +232,7 @@ class Runner:
             raise UserError(f"--limit {config.limit} selects no image: pass a positive number or leave it out")
         return load_images(config.data, size=config.size, limit=config.limit, max_side=config.max_side)
 
-    def write_inputs(self, images: list[BenchImage]) -> tuple[dict[str, str], dict[str, dict[str, np.ndarray]]]:
+    def write_inputs(self, images: list[BenchImage]) -> tuple[dict[str, str], dict[str, dict[str, DrawnMask]]]:
         """Content digests of the images, and hole masks by case and image id.
 
         The prepared images go to ``images/<id>.png`` (so that a report can be re-rendered from the run
@@ -260,20 +265,31 @@ class Runner:
                 write_rgb_png(path, bench_image.image)
 
             write_if_changed(self.paths.image(image_id), digest, write_image)
-        masks: dict[str, dict[str, np.ndarray]] = {}
+        masks: dict[str, dict[str, DrawnMask]] = {}
         for case in self.config.cases:
             masks[case] = {}
             for bench_image in images:
-                if case == USER_CASE:
-                    mask = self._user_mask(bench_image)
-                else:
-                    mask = case_mask(bench_image.image.shape[:2], bench_image.image_id, case, self.config.seed)
-                masks[case][bench_image.image_id] = mask
-                write_if_changed(self.paths.mask(case, bench_image.image_id), array_digest(mask),
-                     lambda path, mask=mask: write_mask_png(path, mask))
+                drawn = self._draw_mask(case, bench_image)
+                masks[case][bench_image.image_id] = drawn
+                write_if_changed(self.paths.mask(case, bench_image.image_id), array_digest(drawn.mask),
+                                 lambda path, mask=drawn.mask: write_mask_png(path, mask))
         if written != manifest:
             write_json(manifest_path, written)
         return image_digests, masks
+
+    def _draw_mask(self, case: str, bench_image: BenchImage) -> DrawnMask:
+        shape, image_id = bench_image.image.shape[:2], bench_image.image_id
+        if case == USER_CASE:
+            return DrawnMask(self._user_mask(bench_image), "user file", shape, 0)
+        if case in nvidia.CASES:
+            folder = self.config.mask_protocols.get(nvidia.PROTOCOL)
+            if folder is None:
+                raise UserError(f"case {case!r} reads the NVIDIA mask set: pass --masks-protocol nvidia=DIR")
+            try:
+                return nvidia.draw_mask(shape, image_id, case, self.config.seed, folder)
+            except MaskFileError as error:
+                raise UserError(str(error)) from None
+        return draw_case_mask(shape, image_id, case, self.config.seed)
 
     def _user_mask(self, bench_image: BenchImage) -> np.ndarray:
         folder = Path(self.config.masks)
@@ -372,9 +388,9 @@ class Runner:
         return built, weights_digests, skipped
 
     def _specs(self, methods: list[str], images: list[BenchImage], image_digests: dict[str, str],
-               masks: dict[str, dict[str, np.ndarray]], weights_digests: dict[str, str | None]) -> Iterator[JobSpec]:
+               masks: dict[str, dict[str, DrawnMask]], weights_digests: dict[str, str | None]) -> Iterator[JobSpec]:
         software = dict(software_versions())
-        mask_digests = {case: {image_id: array_digest(mask) for image_id, mask in case_masks.items()}
+        mask_digests = {case: {image_id: array_digest(drawn.mask) for image_id, drawn in case_masks.items()}
                         for case, case_masks in masks.items()}
         for method in methods:
             options = self.config.options.get(method, {})
@@ -386,7 +402,7 @@ class Runner:
                         method=method, case=case, image_id=bench_image.image_id,
                         image=image_digests[bench_image.image_id], mask=mask_digests[case][bench_image.image_id],
                         weights=weights_digests[method], device=device_kind(method, self.config.device), seed=seed,
-                        samples=self.config.samples, options=options, software=software,
+                        samples=self.config.samples, options=options, software=software, ssim=self.config.ssim,
                     )
                     yield JobSpec(
                         job=job,
@@ -394,17 +410,19 @@ class Runner:
                         weights=self.config.weights.get(method),
                         weights_digest=weights_digests[method],
                         image=bench_image.image,
-                        hole_mask=masks[case][bench_image.image_id],
+                        hole_mask=masks[case][bench_image.image_id].mask,
                         seed=seed,
                         pred_path=self.paths.prediction(method, case, bench_image.image_id),
                         record_path=self.paths.record(method, case, bench_image.image_id),
                         samples=self.config.samples,
                         options=options,
+                        ssim_convention=self.config.ssim,
+                        mask_info=mask_record(masks[case][bench_image.image_id]),
                         device=self.config.device,
                     )
 
-    def _check_holes(self, masks: dict[str, dict[str, np.ndarray]]) -> None:
-        if any(mask.any() for case_masks in masks.values() for mask in case_masks.values()):
+    def _check_holes(self, masks: dict[str, dict[str, DrawnMask]]) -> None:
+        if any(drawn.mask.any() for case_masks in masks.values() for drawn in case_masks.values()):
             return
         if self.config.masks is not None:
             rule = (f"dark pixels (grey <= {self.config.mask_threshold})" if self.config.mask_invert
@@ -424,7 +442,7 @@ class Runner:
             stops there, keeping every finished job.
         """
         for case in self.config.cases:
-            if case != USER_CASE:
+            if case != USER_CASE and case not in nvidia.CASES:
                 try:
                     get_case(case)
                 except KeyError as error:
@@ -518,6 +536,14 @@ def _same_file(path: Path, source: str) -> bool:
         return os.path.samefile(path, source)
     except (OSError, ValueError):
         return False
+
+
+def mask_record(drawn: DrawnMask) -> dict[str, str]:
+    """The job-record fields that say how a mask was made."""
+    record = {"mask_generator": drawn.generator, "mask_frame": f"{drawn.frame[1]}x{drawn.frame[0]}"}
+    if drawn.source is not None:
+        record["mask_source"] = drawn.source
+    return record
 
 
 def _is_cpu_method(name: str) -> bool:
