@@ -12,14 +12,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis.statistics import area_bins, choose_reference, metric_columns, paired_comparison, summarise, timing_summary
+from bench.analysis.statistics import (
+    area_bins,
+    choose_reference,
+    mask_summary,
+    metric_columns,
+    paired_comparison,
+    summarise,
+    timing_summary,
+)
 from bench.report import figures
 from bench.report.html import write_html
 from bench.report.markdown import markdown_table, render_markdown
 from bench.metrics.catalogue import label
 from bench.report.model import ReportData, case_table, load_run, method_labels, size_limit_lines
 from bench.run.rundir import RunDir, read_rgb_png, sample_path, write_table, write_text
-from bench.run.scoring import set_metrics
+from bench.run.scoring import fid_differences, set_metrics
 from masks.io import read_mask_png
 
 
@@ -35,15 +43,21 @@ def build_report(run_dir: Path, *, reference: str | None = None) -> ReportData:
     bins = area_bins(rows, metrics)
     timing = timing_summary(rows)
     seed = config["run"].get("seed")
-    sets = set_metrics(run_dir, rows, seed=seed if isinstance(seed, int) else 0) if not rows.empty else pd.DataFrame()
+    seed = seed if isinstance(seed, int) else 0
+    sets = set_metrics(run_dir, rows, seed=seed) if not rows.empty else pd.DataFrame()
     data = ReportData(run_dir, config, meta, rows, errors, summary, paired, bins, timing, reference, sets,
                       size_limits=size_limit_lines(meta, metrics))
+    data.masks = mask_summary(rows) if not rows.empty else pd.DataFrame()
+    if not sets.empty and reference and len(methods) > 1:
+        data.fid_differences = fid_differences(run_dir, rows, reference, seed=seed)
     paths = RunDir(run_dir)
     write_table(paths.table("summary.csv"), summary)
     write_table(paths.table("paired.csv"), paired)
     write_table(paths.table("area_bins.csv"), bins)
     write_table(paths.table("timing.csv"), timing)
     write_table(paths.table("set_metrics.csv"), sets)
+    write_table(paths.table("masks.csv"), data.masks)
+    write_table(paths.table("fid_differences.csv"), data.fid_differences)
     for case in config["run"]["cases"]:
         if case in set(summary["case"]):
             table = case_table(summary, case, metrics, sets)

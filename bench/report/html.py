@@ -22,9 +22,8 @@ from markupsafe import Markup
 from bench.run.rundir import RunDir, write_text
 from bench.metrics.catalogue import (CATALOGUE, best_labels, format_bounds, format_interval, format_value,
                                      label_with_arrow)
-from bench.metrics.pixel import SSIM_CONVENTION
-from bench.report.model import ReportData, learned_metric_lines, method_labels, run_time_text
-from bench.analysis.statistics import CONFIDENCE, N_RESAMPLES
+from bench.report.model import (ReportData, best_set_labels, convention_lines, fid_difference_rows, fid_text,
+                                kid_text, learned_metric_lines, mask_table, method_labels, run_time_text)
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
@@ -85,20 +84,21 @@ def case_sections(data: ReportData, figure: _Figures) -> list[dict[str, Any]]:
         if not sets.empty:
             columns += [label_with_arrow("fid"), label_with_arrow("kid")]
             indexed = sets.set_index("method")
-            best_fid = best_labels(indexed["fid"].reindex(methods), "fid")
-            best_kid = best_labels(indexed["kid_mean"].reindex(methods), "kid")
+            best_fid, best_kid = best_set_labels(indexed.reindex(methods))
             for method in methods:
                 if method not in indexed.index:
                     body[method]["cells"] += [{"mean": "n/a", "ci": "", "best": False}] * 2
                     continue
                 cell = indexed.loc[method]
+                fid = fid_text(cell)
                 body[method]["cells"].append({
-                    "mean": format_value("fid", cell["fid"]),
-                    "ci": f"(N {int(cell['n'])}{', indicative' if cell['indicative'] else ''})",
+                    "mean": fid.removesuffix("*"),
+                    "ci": f"(N {int(cell['n'])}{', indicative' if cell['indicative'] and fid.endswith('*') else ''})",
                     "best": method in best_fid})
+                kid_mean, _, kid_spread = kid_text(cell).partition(" ± ")
                 body[method]["cells"].append({
-                    "mean": format_value("kid", cell["kid_mean"] * 1000),
-                    "ci": f"± {format_value('kid', cell['kid_std'] * 1000)}", "best": method in best_kid})
+                    "mean": kid_mean, "ci": f"± {kid_spread}" if kid_spread else "(one subset)",
+                    "best": method in best_kid})
         sections.append({"case": case, "columns": columns, "rows": list(body.values()),
                          "grid": figure(data.grid_paths.get(case), f"Case {case}: original, mask, masked input "
                                                                    "and every method's result")})
@@ -178,16 +178,6 @@ def plain_table(table: pd.DataFrame) -> dict[str, list]:
                      for row in table.itertuples(index=False, name=None)]}
 
 
-def _flatten(params: dict, prefix: str = "") -> list[str]:
-    items = []
-    for name, value in params.items():
-        if isinstance(value, dict):
-            items += _flatten(value, f"{prefix}{name}.")
-        else:
-            items.append(f"{prefix}{name} = {value}")
-    return items
-
-
 def image_rows(meta: dict) -> list[dict[str, str]]:
     """One row per image of the run: id, source, original and used size, conversions applied."""
     return [{"image": image["image_id"], "source": image["source"],
@@ -223,10 +213,8 @@ def page_context(data: ReportData) -> dict[str, Any]:
         ],
         "sample_grids": [figure(path, f"{name}: samples of the same inputs")
                          for name, path in data.sample_grid_paths.items()],
-        "statistics_note": (
-            f"mean [{CONFIDENCE * 100:.0f} % percentile-bootstrap CI of the mean, {N_RESAMPLES} resamples]; "
-            "images whose mask had no hole are left out of every statistic."),
-        "ssim_convention": SSIM_CONVENTION,
+        "conventions": convention_lines(data),
+        "fid_differences": fid_difference_rows(data) if not data.fid_differences.empty else [],
         "skipped": list(meta["skipped"].items()),
         "cases": cases,
         "reference": data.reference,
@@ -236,7 +224,7 @@ def page_context(data: ReportData) -> dict[str, Any]:
         "scatter": figure(data.scatter_path, "Median time per image against quality, one point per method"),
         "errors": plain_table(data.errors) if not data.errors.empty else None,
         "images": image_rows(meta),
-        "mask_cases": [(case, _flatten(params)) for case, params in config.get("cases", {}).items()],
+        "mask_table": plain_table(mask_table(data)),
         "methods": [{"name": method["name"], "family": method["family"], "resolution": method["resolution"],
                      "details": ", ".join(f"{key} {value}" for key, value in method["details"].items())}
                     for method in meta["methods"]],

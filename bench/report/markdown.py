@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from bench.metrics.pixel import SSIM_CONVENTION
 from bench.metrics.catalogue import format_interval, format_value, label
-from bench.report.model import ReportData, learned_metric_lines, run_time_text
+from bench.report.model import (ReportData, convention_lines, fid_difference_rows, learned_metric_lines, mask_table,
+                                run_time_text)
 
 
 #: Characters with a meaning in CommonMark or GitHub Markdown inline text (emphasis, code, link and image
@@ -73,13 +73,9 @@ def render_markdown(data: ReportData) -> str:
         f"- Cases: {text(', '.join(run['cases']))}; seed {text(run['seed'])}.",
         f"- Methods run: {text(', '.join(meta['methods_run']) or 'none')}.",
         f"- {run_time_text(meta)}",
-        "- Statistics: mean [95 % percentile-bootstrap CI of the mean, 2000 resamples]; images whose mask "
-        "had no hole are left out of every statistic.",
+        *(f"- {text(line)}" for line in convention_lines(data)),
         *(f"- {text(line.removeprefix('- '))}" for line in learned_metric_lines(meta)),
         *(f"- {text(line)}" for line in data.size_limits),
-        f"- SSIM convention: {SSIM_CONVENTION}. PSNR over RGB values in [0, 1]; L1 mean absolute error in "
-        "[0, 1]; \"hole\" columns use hole pixels only. Every method's output is composited with the known "
-        "pixels before scoring.",
         "",
     ]
     if meta["skipped"]:
@@ -117,6 +113,12 @@ def render_markdown(data: ReportData) -> str:
         shown["win rate"] = shown["win_rate"].map(lambda w: f"{w:.2f}")
         lines += [markdown_table(shown[["method", "case", "metric", "difference [95% CI]", "p", "win rate", "n"]],
                                  escape=["method", "case", "metric"]), ""]
+    if not data.fid_differences.empty:
+        lines += [f"## FID against {markdown_code(data.reference)}", "",
+                  "FID of each method minus the reference's on the same images; the interval resamples images, "
+                  "keeping each original with both predictions, so it carries the uncertainty of the shared "
+                  "real set as well.", "",
+                  markdown_table(pd.DataFrame(fid_difference_rows(data))), ""]
     if not data.bins.empty:
         lines += ["## By hole area", "", "Mean per 10 % hole-area bin (LaMa's binning); bins without images "
                   "are left out.", ""]
@@ -148,10 +150,10 @@ def render_markdown(data: ReportData) -> str:
         for image in meta["images"]
     ])
     lines += [markdown_table(image_table), ""]
-    lines += ["## Mask cases", ""]
-    for case, params in config.get("cases", {}).items():
-        lines.append(f"- {markdown_code(case)}: {text(params)}")
-    lines += ["", "## Methods", ""]
+    lines += ["## Mask cases", "", "What each case is (configuration) and what its masks actually were in this run "
+              "(each image counted once).", ""]
+    lines += [markdown_table(mask_table(data).astype(str)), ""]
+    lines += ["## Methods", ""]
     lines += [f"- {markdown_code(method['name'])} ({text(method['family'])}, {text(method['resolution'])})"
               + (f": {text(', '.join(f'{k} {v}' for k, v in method['details'].items()))}" if method["details"] else "")
               for method in meta["methods"]]

@@ -9,14 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
 from bench.errors import UserError
 from bench.run.rundir import RunDir
 from bench.run.runner import rows_from_records
+from bench.analysis.statistics import CI_METHOD
 from bench.metrics.catalogue import CATALOGUE, best_labels, format_interval, format_value, label_with_arrow
-from bench.metrics.learned import FID_INDICATIVE_REASON, FID_RELIABLE_MIN_N
+from bench.metrics.learned import FID_INDICATIVE_REASON, FID_MIN_N, FID_RELIABLE_MIN_N
+from bench.metrics.pixel import PSNR_CAP_DB, RIM_DISTANCE, SSIM_CONVENTIONS
 from methods.registry import get_method_class
 
 @dataclass
@@ -42,6 +45,8 @@ class ReportData:
     sample_grid_paths: dict[str, str] = field(default_factory=dict)
     #: Sentences naming the images too small for a metric (see `size_limit_lines`).
     size_limits: list[str] = field(default_factory=list)
+    masks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fid_differences: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def load_run(run_dir: Path) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
@@ -200,17 +205,14 @@ def case_table(summary: pd.DataFrame, case: str, metrics: list[str],
     if set_metrics is not None and not set_metrics.empty:
         sets = set_metrics[set_metrics["case"] == case].set_index("method")
         if not sets.empty:
-            best_fid = best_labels(sets["fid"].reindex(methods), "fid")
-            best_kid = best_labels(sets["kid_mean"].reindex(methods), "kid")
+            best_fid, best_kid = best_set_labels(sets.reindex(methods))
             fid_column, kid_column = [], []
             for method in methods:
                 if method not in sets.index:
                     fid_column.append("n/a")
                     kid_column.append("n/a")
                     continue
-                cell = sets.loc[method]
-                fid = format_value("fid", cell["fid"]) + ("*" if cell["indicative"] else "")
-                kid = f"{format_value('kid', cell['kid_mean'] * 1000)} ± {format_value('kid', cell['kid_std'] * 1000)}"
+                fid, kid = fid_text(sets.loc[method]), kid_text(sets.loc[method])
                 fid_column.append(f"**{fid}**" if method in best_fid else fid)
                 kid_column.append(f"**{kid}**" if method in best_kid else kid)
             table[label_with_arrow("fid")] = fid_column
@@ -218,6 +220,114 @@ def case_table(summary: pd.DataFrame, case: str, metrics: list[str],
     counts = data.groupby("method", sort=False)["n"].max()
     table["N"] = [int(counts[method]) for method in methods]
     return table
+
+
+def fid_text(cell: pd.Series) -> str:
+    """FID cell: "n/a (N < 50)" below `FID_MIN_N` images, a * when indicative."""
+    if cell["n"] < FID_MIN_N or not np.isfinite(cell["fid"]):
+        return f"n/a (N < {FID_MIN_N})" if cell["n"] < FID_MIN_N else "n/a"
+    return format_value("fid", cell["fid"]) + ("*" if cell["indicative"] else "")
+
+
+def kid_text(cell: pd.Series) -> str:
+    """KID ×1000 cell: ``mean ± std`` over subsets, or the single value without ± when one subset held
+    every image (its std is 0 by construction, not a measured spread)."""
+    value = format_value("kid", cell["kid_mean"] * 1000)
+    subsets = cell.get("kid_subsets", np.nan)
+    single = subsets == 1 if np.isfinite(subsets) else cell["kid_subset_size"] >= cell["n"]
+    return value if single else f"{value} ± {format_value('kid', cell['kid_std'] * 1000)}"
+
+
+def best_set_labels(sets: pd.DataFrame) -> tuple[set, set]:
+    """Methods to mark best for FID (among those with at least `FID_MIN_N` images) and for KID
+    (``sets`` indexed by method)."""
+    reportable_fid = sets["fid"].where(sets["n"] >= FID_MIN_N)
+    return best_labels(reportable_fid, "fid"), best_labels(sets["kid_mean"], "kid")
+
+
+def ssim_convention(config: dict) -> str:
+    """The SSIM convention a run used; runs written before the option existed used scikit-image's."""
+    return config["run"].get("ssim", "skimage")
+
+
+def convention_lines(data: "ReportData") -> list[str]:
+    """What the report's numbers are and are not: CI method, SSIM and its hole variant, PSNR cap, KID
+    sign. One line each, without list markers."""
+    convention = ssim_convention(data.config)
+    lines = [
+        f"Statistics: mean [{CI_METHOD}]; images whose mask had no hole are left out of every statistic, and a "
+        "metric missing for an image (N column) is counted, never silently dropped.",
+        f"SSIM ({convention}): {SSIM_CONVENTIONS[convention]}.",
+        f"SSIM hole: the SSIM map averaged over hole pixels. A hole pixel within {RIM_DISTANCE} px of known pixels "
+        "has a window that also covers known pixels, identical in prediction and original, so for thin holes "
+        "this mostly measures how well the fill meets the hole's rim, not the structure inside a large hole; "
+        "the mask table gives each case's share of such hole pixels.",
+        f"PSNR over RGB values in [0, 1], capped at {PSNR_CAP_DB:.0f} dB (a perfect fill scores {PSNR_CAP_DB:.0f} "
+        "and stays in every statistic); L1 is the mean absolute error in [0, 1]; \"hole\" columns use hole "
+        "pixels only. Every method's output is composited with the known pixels before scoring.",
+    ]
+    sets = data.set_metrics
+    if not sets.empty and (sets["kid_mean"] < 0).any():
+        lines.append("KID is an unbiased estimate of a squared distance, so it is negative when the predictions' "
+                     "features are as close to the originals' as sampling noise can resolve at this N: read a "
+                     "negative KID as \"indistinguishable here\", not as better than zero.")
+    return lines
+
+
+def mask_table(data: "ReportData") -> pd.DataFrame:
+    """Per case: family, generators and parameters from the configuration, and what the masks
+    actually were (area mean and percentiles, box share, frames, hole-rim share)."""
+    records = []
+    summary = data.masks.set_index("case") if not data.masks.empty else pd.DataFrame()
+    for case in data.config["run"]["cases"]:
+        params = data.config.get("cases", {}).get(case, {})
+        record = {"case": case, "family": params.get("family", "user masks"),
+                  "generator and parameters": _parameter_text(params), "frame": params.get("frame", "the image")}
+        if case in summary.index:
+            row = summary.loc[case]
+            record.update({
+                "N": int(row["n_images"]),
+                "area mean [p10, p50, p90]": (f"{row['area_mean']:.1%} [{row['area_p10']:.1%}, {row['area_p50']:.1%}, "
+                                              f"{row['area_p90']:.1%}]"),
+                "box share": "n/a" if np.isnan(row["box_share"]) else f"{row['box_share']:.1%}",
+                "masks drawn": row["generators"], "frames used": row["frames"],
+                f"hole px within {RIM_DISTANCE} px of known": ("n/a" if np.isnan(row["hole_rim_share"])
+                                                               else f"{row['hole_rim_share']:.1%}"),
+            })
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def _parameter_text(params: dict) -> str:
+    parts = []
+    for side, components in params.get("parameter_sets", {}).items():
+        described = []
+        for component in components:
+            values = ", ".join(f"{key} {value}" for key, value in component.items()
+                               if key not in ("generator", "probability", "area_range"))
+            low, high = component["area_range"]
+            described.append(f"{component['generator']} p {component['probability']:.3f} ({values}; "
+                             f"area {low * 100:g}-{high * 100:g} %)")
+        parts.append(f"set {side}: " + "; ".join(described))
+    if params.get("area_rule"):
+        parts.append(params["area_rule"])
+    return ". ".join(parts) if parts else params.get("description", "")
+
+
+def fid_difference_rows(data: "ReportData") -> list[dict[str, str]]:
+    """FID differences against the reference, formatted."""
+    rows = []
+    for _, row in data.fid_differences.iterrows():
+        if np.isfinite(row["ci_low"]):
+            text = f"{row['fid_diff']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+        elif np.isfinite(row["fid_diff"]):
+            text = f"{row['fid_diff']:+.2f}"
+        else:
+            text = "n/a"
+        rows.append({"method": row["method"], "case": row["case"], "FID − reference [95% CI]": text,
+                     "N": str(int(row["n"])), "note": row["note"] or
+                     f"percentile bootstrap over images, {int(row['resamples'])} resamples"})
+    return rows
 
 
 def learned_metric_lines(meta: dict) -> list[str]:
@@ -233,8 +343,9 @@ def learned_metric_lines(meta: dict) -> list[str]:
         lines.append(f"- FID/KID: {scoring['fid_unavailable']}.")
     elif scoring:
         lines.append("- FID/KID: Inception-v3 pool3 (TF inception-2015-12-05 weights), whole image, over the images "
-                     "of each case; KID ×1000, mean ± std over subsets whose size follows N. FID marked * "
-                     f"(fewer than {FID_RELIABLE_MIN_N:,} images): {FID_INDICATIVE_REASON}.")
+                     "of each case; KID ×1000, mean ± std over 100 subsets of 1,000 images, or one value without ± "
+                     f"below 1,000 images (one subset: every image). FID is shown as n/a below {FID_MIN_N} images; "
+                     f"FID marked * (fewer than {FID_RELIABLE_MIN_N:,} images): {FID_INDICATIVE_REASON}.")
     for key, label in (("lpips_seconds_per_image", "LPIPS"), ("features_seconds_per_image", "Inception features")):
         if scoring.get(key):
             lines.append(f"- Metric cost on this machine: {label} {scoring[key]:.3f} s per image.")
