@@ -96,7 +96,7 @@ def test_lama_protocol_cases_run_on_any_data_and_the_report_describes_their_mask
     assert set(rows["mask_generator"]) <= {"strokes", "boxes"}
     report = (run_dir / "report.md").read_text()
     assert "SSIM (skimage): scikit-image's" in report
-    assert "| thin " in report and "square, side 256" in report and "max_tamper_area" in report
+    assert "| thin " in report and "square, side 256" in report and r"max\_tamper\_area" in report
     assert "area mean [p10, p50, p90]" in report and "box share" in report
     assert (run_dir / "tables" / "masks.csv").exists()
 
