@@ -14,7 +14,7 @@ with far fewer memory passes:
 - the spectral branch works on channels-last data throughout (the FFT's interleaved real/imaginary
   pairs are already the channel order the reference builds) and its 1x1 convolutions go to oneDNN
   (`pointwise_conv`), avoiding the slow unfold path and the layout conversions around the FFTs;
-- reflection padding writes straight from the channel slice into the padded buffer.
+- reflection padding writes straight from the channel slice into a channels-last padded buffer.
 
 Outputs equal the pair-based modules' up to float rounding (tests hold them to 1e-4). Under CPU
 autocast the convolutions and products run in the reduced type; the FFTs always run in float32.
@@ -56,9 +56,10 @@ def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
     ``F.conv2d`` sends unstrided 1x1 convolutions of small batches on one thread to an unfold + BLAS
     path that runs at about 40 % of oneDNN's speed here, so the CPU calls oneDNN directly; under CPU
-    autocast it computes in the autocast type, as ``F.conv2d`` would. Other devices use ``F.conv2d``.
+    autocast it computes in the autocast type, as ``F.conv2d`` would. Other devices, and graphs being
+    traced by ``torch.compile`` (which picks its own kernels), use ``F.conv2d``.
     """
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
         return F.conv2d(x, weight, bias)
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
     return torch.mkldnn_convolution(x.to(dtype), weight.to(dtype), bias.to(dtype) if bias is not None else None,
@@ -121,6 +122,20 @@ class _SpectralProduct(nn.Module):
         if self.lfu is not None:
             total.add_(self.local_fourier(hidden))
         return pointwise_conv(total.permute(0, 3, 1, 2), self.expand.weight, None)
+
+
+class ChannelsLastReflectionPad(nn.Module):
+    """``nn.ReflectionPad2d`` with equal sides for channels-last data, writing a channels-last result.
+
+    (``nn.ReflectionPad2d`` returns a planar tensor that the next convolution copies back.)
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return reflect_pad_nhwc(x.permute(0, 2, 3, 1), self.width).permute(0, 3, 1, 2)
 
 
 def _conv_parts(conv: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -254,4 +269,6 @@ def fuse_ffc(model: nn.Module) -> nn.Module:
             sequence[index] = FusedFFC(module)
         elif isinstance(module, ConcatTupleLayer):
             sequence[index] = nn.Identity()
+        elif isinstance(module, nn.ReflectionPad2d) and len(set(module.padding)) == 1:
+            sequence[index] = ChannelsLastReflectionPad(module.padding[0])
     return model
