@@ -55,13 +55,13 @@ def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     """A 1x1 convolution of channels-last ``N x C x H x W`` data through oneDNN on the CPU.
 
     ``F.conv2d`` sends unstrided 1x1 convolutions of small batches on one thread to an unfold + BLAS
-    path that runs at about 40 % of oneDNN's speed here, so the CPU calls oneDNN directly; under CPU
-    autocast it computes in the autocast type, as ``F.conv2d`` would. Other devices, and graphs being
+    path that runs at about 40 % of oneDNN's speed here, so the CPU calls oneDNN directly. It computes
+    in the CPU autocast type when autocast is on (as ``F.conv2d`` would), else in the weights' type. Other devices, and graphs being
     traced by ``torch.compile`` (which picks its own kernels), use ``F.conv2d``.
     """
     if x.device.type != "cpu" or torch.compiler.is_compiling():
         return F.conv2d(x, weight, bias)
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
     return torch.mkldnn_convolution(x.to(dtype), weight.to(dtype), bias.to(dtype) if bias is not None else None,
                                     (0, 0), (1, 1), (1, 1), 1)
 
