@@ -61,3 +61,12 @@ def test_run_precision_flag_becomes_a_method_option() -> None:
         precision_options("bf16", methods, parse_method_options(["lama-celebahq64.precision=fp32"], methods))
     with pytest.raises(UserError, match="pluralistic"):
         precision_options("bf16", ["pluralistic"], {})
+
+
+def test_precisions_never_share_a_run() -> None:
+    from bench.run.config import RunConfig
+
+    methods = ["lama-celebahq64"]
+    exact = RunConfig(methods=methods, cases=["small"], options=precision_options("fp32", methods, {}))
+    reduced = RunConfig(methods=methods, cases=["small"], options=precision_options("bf16", methods, {}))
+    assert exact.resolved_run_id() != reduced.resolved_run_id()
