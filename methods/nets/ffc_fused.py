@@ -87,7 +87,8 @@ class _FourierProduct(nn.Module):
 
 
 class _SpectralProduct(nn.Module):
-    """A folded `SpectralTransform` whose output 1x1 convolution accumulates into a given matrix."""
+    """A folded `SpectralTransform` on channels-last data; the bias of its output 1x1 convolution is left to
+    the enclosing `FusedFFC`, whose bias holds every branch's."""
 
     def __init__(self, transform: SpectralTransform) -> None:
         super().__init__()
