@@ -16,8 +16,9 @@ All paths use the full big-lama configuration with the same random weights (Batc
 perturbed so that folding has something to get wrong) in one process, timed in alternating rounds
 so that machine load affects all alike. With one thread (the default) times are process CPU times,
 which a busy machine disturbs far less than wall time; with more threads they are wall times.
-``--default-run`` adds the wall time of ``relama-bench run --cases small,region,large`` split by
-stage (from a ``cProfile`` of the run, which adds a little overhead to Python-level code).
+``--default-run`` adds the wall time of ``relama-bench run --cases small,region,large --workers 1``
+split by stage (from a ``cProfile`` of the run in its own process, which adds a little overhead to
+Python-level code).
 
 Usage: ``python -m bench.studies.lama_speed [--sizes 256,512] [--repeats 5] [--threads 1] [--compile]
 [--default-run]``
