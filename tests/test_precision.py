@@ -6,7 +6,6 @@ images (max pixel change 8 grey levels, mean hole change 1.2) with a margin for 
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import pytest
