@@ -210,7 +210,7 @@ def precision_options(precision: str, methods: list[str],
     unsupported = [name for name in deep if precision not in precision_choices(name)]
     if unsupported:
         raise UserError(f"--precision {precision}: method(s) {', '.join(unsupported)} do not run in {precision}; "
-                        f"leave them out of --methods or set the precision per method with "
+                        f"leave them out of --methods, or set it only for the methods that have it with "
                         f"--option METHOD.precision={precision}")
     twice = [name for name in deep if "precision" in options.get(name, {})]
     if twice:
