@@ -56,6 +56,12 @@ __all__ = [
 
 GENERATOR_PREFIX = "generator."
 
+#: Reduced-precision compute types of the ``precision`` option; FFTs stay float32 in every mode.
+AUTOCAST_TYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: Values of the ``precision`` option: ``fp32`` (exact) and the reduced types.
+PRECISION_OPTION = Option(str, "arithmetic: fp32 (exact), bf16 (CPU/CUDA) or fp16 (CUDA); reduced types run the "
+                               "convolutions in that type, FFTs in fp32", choices=("fp32", *AUTOCAST_TYPES))
+
 
 class PickledStandIn:
     """Inert replacement for a class pickled into a Lightning checkpoint; it only keeps the pickled state."""
@@ -396,6 +402,7 @@ class FourierInpainter(Inpainter):
         "batch_size": Option(int, "most images per forward pass", minimum=1),
         "config": Option(str, "architecture override, e.g. big-lama; default: the checkpoint's own"),
         "init_attention": Option(bool, "relama-cbam only: start from LaMa weights with fresh attention"),
+        "precision": PRECISION_OPTION,
     }
     generator_kind: ClassVar[str]
     #: Configuration used by `with_random_weights`.
@@ -411,6 +418,7 @@ class FourierInpainter(Inpainter):
         batch_size: int = 4,
         config: str | Mapping[str, Any] | None = None,
         init_attention: bool = False,
+        precision: str = "fp32",
     ) -> None:
         """
         Parameters
@@ -431,8 +439,13 @@ class FourierInpainter(Inpainter):
             Architecture override, see `load_generator`.
         init_attention : bool
             ReLaMa-CBAM only: start from LaMa weights with fresh attention (see `load_generator`).
+        precision : {"fp32", "bf16", "fp16"}
+            ``fp32`` (default) is exact. ``bf16`` (CPU or CUDA) and ``fp16`` (CUDA only) run the
+            convolutions under autocast in that type (the optimised path also stores its weights in
+            it), FFTs in float32; faster, but outputs move by a few grey levels (measured in
+            ``bench/studies/precision_accuracy.py``).
         """
-        self._configure(device, optimize, working_size, batch_size)
+        self._configure(device, optimize, working_size, batch_size, precision)
         self.weights: Path | None = Path(weights)
         self._install(load_generator(self.weights, kind=self.generator_kind, config=config,
                                      init_attention=init_attention))
@@ -440,14 +453,14 @@ class FourierInpainter(Inpainter):
     @classmethod
     def with_random_weights(cls, config: str | Mapping[str, Any] | None = None, *, seed: int = 0,
                             device: str | torch.device | None = None, optimize: bool = True,
-                            batch_size: int = 4) -> "FourierInpainter":
+                            batch_size: int = 4, precision: str = "fp32") -> "FourierInpainter":
         """An instance with freshly initialised weights, for timing and memory measurements only.
 
         Its outputs are meaningless; `relama-bench perf --random-weights` uses it and labels the rows.
         ``config`` defaults to the full released configuration (big-lama, or big-lama plus CBAM).
         """
         instance = cls.__new__(cls)
-        instance._configure(device, optimize, None, batch_size)
+        instance._configure(device, optimize, None, batch_size, precision)
         instance.weights = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -456,7 +469,7 @@ class FourierInpainter(Inpainter):
         return instance
 
     def _configure(self, device: str | torch.device | None, optimize: bool, working_size: int | None,
-                   batch_size: int) -> None:
+                   batch_size: int, precision: str) -> None:
         if working_size is not None and (working_size < 16 or working_size % 8):
             raise ValueError(f"working_size must be a multiple of 8 and at least 16, got {working_size}")
         if batch_size < 1:
@@ -466,11 +479,20 @@ class FourierInpainter(Inpainter):
         self.optimize = optimize
         self.working_size = working_size
         self.batch_size = batch_size
+        if precision not in PRECISION_OPTION.choices:
+            raise ValueError(f"precision {precision!r} is unknown; use one of {', '.join(PRECISION_OPTION.choices)}")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision 'fp16' needs a CUDA device (CPU half-precision convolutions are slow and "
+                             "inaccurate); use 'bf16' on the CPU")
+        self.precision = precision
 
     def _install(self, generator: FFCResNetGenerator) -> None:
         # Channels-last lets the oneDNN/cuDNN convolutions skip layout reorders (about 10 % on the CPU).
         self.generator = (prepare_for_inference(generator, channels_last=True) if self.optimize
                           else generator).to(self.device)
+        if self.optimize and self.precision in AUTOCAST_TYPES:
+            # Weights stored once in the reduced type: autocast would otherwise cast every one per call.
+            self.generator.to(AUTOCAST_TYPES[self.precision])
         self.modulo = max(self.resolution.value, generator.size_multiple)
         # Reflect padding at the bottleneck needs at least 2 pixels there.
         self.minimum_side = 2 * generator.size_multiple
@@ -512,7 +534,9 @@ class FourierInpainter(Inpainter):
         if self.optimize:
             network_input = network_input.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode() if self.optimize else torch.no_grad():
-            predicted = self.generator(network_input)
+            with torch.autocast(self.device.type, dtype=AUTOCAST_TYPES.get(self.precision),
+                                enabled=self.precision in AUTOCAST_TYPES):
+                predicted = self.generator(network_input).float()
             blended = mask_tensor * predicted + (1 - mask_tensor) * image_tensor
         blended_np = blended.permute(0, 2, 3, 1).float().cpu().numpy()[:, :height, :width]
         # The reference truncates (astype after clip), it does not round.
@@ -531,7 +555,10 @@ class FourierInpainter(Inpainter):
         weights = self.weights.name if self.weights is not None else "random (timing only)"
         facts = {"weights": weights, "device": str(self.device),
                  "parameters": f"{parameters / 1e6:.1f}M",
-                 "inference": "BatchNorm folded, channels-last, inference_mode" if self.optimize else "as trained (reference path)"}
+                 "inference": ("BatchNorm folded, fused channels-last FFC kernels, inference_mode" if self.optimize
+                               else "as trained (reference path)"),
+                 "precision": self.precision if self.precision == "fp32" else
+                 f"{self.precision} autocast (convolutions {self.precision}, FFTs fp32)"}
         if self.working_size is not None:
             facts["working size"] = f"{self.working_size}x{self.working_size}"
         return facts

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from methods.base import Option, Resolution
-from methods.lama import FourierInpainter, resize_image, resize_mask
+from methods.lama import PRECISION_OPTION, FourierInpainter, resize_image, resize_mask
 from methods.registry import register_method
 from methods.weights_record import WeightsFile, WeightsRecord
 
@@ -48,10 +48,11 @@ class _ShippedFourierInpainter(FourierInpainter):
     options = {
         "optimize": Option(bool, "fold BatchNorm and run under torch.inference_mode"),
         "batch_size": Option(int, "most images per forward pass", minimum=1),
+        "precision": PRECISION_OPTION,
     }
 
     def __init__(self, weights: Path | str | None = None, *, device: str | torch.device | None = None,
-                 optimize: bool = True, batch_size: int = 16) -> None:
+                 optimize: bool = True, batch_size: int = 16, precision: str = "fp32") -> None:
         """
         Parameters
         ----------
@@ -63,9 +64,11 @@ class _ShippedFourierInpainter(FourierInpainter):
             Fold BatchNorm and run under ``torch.inference_mode``.
         batch_size : int
             Most images per forward pass.
+        precision : {"fp32", "bf16", "fp16"}
+            See `methods.lama.LaMa`; ``fp32`` is exact.
         """
         super().__init__(weights if weights is not None else self.weights_record.default_path(), device=device,
-                         optimize=optimize, batch_size=batch_size)
+                         optimize=optimize, batch_size=batch_size, precision=precision)
 
     def _run(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:
         height, width = images[0].shape[:2]

@@ -6,6 +6,7 @@ explicitly, and FID/KID are checked on synthetic features.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -201,3 +202,13 @@ def test_fidkid_states_merge_like_one_process():
     assert first.compute(seed=1) == whole.compute(seed=1)
     with pytest.raises(ValueError, match="update_features"):
         FIDKID().update(np.zeros((4, 4, 3), np.uint8), real=True)
+
+
+def test_inception_features_do_not_depend_on_batch_size_or_weight_layout():
+    torch.manual_seed(1)
+    planar = InceptionPool3()
+    channels_last = copy.deepcopy(planar).to(memory_format=torch.channels_last)
+    images = _images(3, (48, 56), 11)
+    one_by_one = InceptionFeatures(inception=planar, batch_size=1).extract(images)
+    batched = InceptionFeatures(inception=channels_last, batch_size=8).extract(images)
+    torch.testing.assert_close(batched, one_by_one, rtol=1e-5, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Figures draw user text (image ids, method names) as typed: mathtext parsing is off for it."""
+"""Figures draw user text (image ids, method names) as typed: mathtext parsing is off for it; grid panels
+are shrunk to their slot before drawing."""
 
 from __future__ import annotations
 
@@ -46,3 +47,26 @@ def test_user_text_is_shown_as_typed(monkeypatch, tmp_path):
     figures.comparison_grid(["$x^2$"], [original], [np.ones((12, 12), bool)], {}, tmp_path / "g.png")
     label, parses_math = drawn["labels"][0]
     assert label.startswith("$x^2$\n") and parses_math is False
+
+
+def test_fit_to_slot_shrinks_large_panels_only_and_keeps_aspect() -> None:
+    image = np.full((384, 512, 3), 200, np.uint8)
+    shrunk = figures.fit_to_slot(image)
+    assert shrunk.shape == (round(384 * figures.SLOT_PIXELS / 512), figures.SLOT_PIXELS, 3)
+    assert shrunk.dtype == np.uint8 and np.all(shrunk == 200)
+    small = np.zeros((64, 48, 3), np.uint8)
+    assert figures.fit_to_slot(small) is small
+    mask = np.zeros((400, 400), bool)
+    mask[:, :200] = True
+    shrunk_mask = figures.fit_to_slot(mask)
+    assert shrunk_mask.dtype == np.float32 and shrunk_mask.min() == 0 and shrunk_mask.max() == 1
+
+
+def test_grid_of_large_images_renders(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    mask = np.zeros((300, 500), bool)
+    mask[100:200, 200:300] = True
+    path = tmp_path / "grid.png"
+    figures.comparison_grid(["a"], [original], [mask], {"m": [original], "failed": [None]}, path, title="case")
+    assert Image.open(path).size[0] > 0

@@ -16,6 +16,7 @@ from methods.lama import (LaMa, infer_generator_config, load_generator, pad_to_m
 from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
 from methods.nets.configs import build_generator, generator_config
 from methods.nets.ffc import FFCResNetGenerator
+from methods.nets.ffc_fused import FusedFFCResnetBlock, reflect_pad_nhwc
 from methods.nets.fold import fold_batchnorm, prepare_for_inference
 from methods.registry import available_methods, create_method
 from methods.relama_cbam import ReLaMaCBAM
@@ -138,20 +139,23 @@ def test_relama_checkpoint_is_refused_by_lama(cbam_golden: dict, cbam_weights) -
         load_generator(cbam_weights, kind="ffc_resnet")
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["folded", "fused-channels-last"])
 @pytest.mark.parametrize("golden_name", ["lama", "lama_lfu", "relama_cbam"])
-def test_batchnorm_folding_keeps_outputs(golden_name: str) -> None:
+def test_batchnorm_folding_keeps_outputs(golden_name: str, channels_last: bool) -> None:
     folder, file = {"lama": ("lama", "golden_small.pt"), "lama_lfu": ("lama", "golden_enable_lfu.pt"),
                     "relama_cbam": ("relama_cbam", "golden_small.pt")}[golden_name]
     golden = torch.load(shared_path("golden", folder, file), weights_only=True)
     cls = ReLaMaCBAMGenerator if folder == "relama_cbam" else FFCResNetGenerator
     model = cls(**json.loads(golden["config"])).eval()
     model.load_state_dict(golden["state_dict"])
-    prepare_for_inference(model)
+    prepare_for_inference(model, channels_last=channels_last)
     assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in model.modules())
+    assert any(isinstance(module, FusedFFCResnetBlock) for module in model.modules()) == channels_last
     with torch.inference_mode():
         for key in golden:
             if key.startswith("input"):
-                output = model(golden[key])
+                batch = golden[key].contiguous(memory_format=torch.channels_last) if channels_last else golden[key]
+                output = model(batch)
                 assert (output - golden[key.replace("input", "output")]).abs().max().item() <= 1e-4
 
 
@@ -196,3 +200,11 @@ def test_methods_without_weights_are_unavailable_and_never_built() -> None:
             create_method(name)
         info = {info.name: info for info in available_methods()}[name]
         assert not info.available and info.family == "fourier"
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_channels_last_reflect_pad_equals_torch_pad(width: int) -> None:
+    x = torch.rand(2, 5, 7, 6).contiguous(memory_format=torch.channels_last)
+    expected = torch.nn.functional.pad(x, (width,) * 4, mode="reflect")
+    produced = reflect_pad_nhwc(x.permute(0, 2, 3, 1)[..., 1:4], width).permute(0, 3, 1, 2)
+    assert torch.equal(produced, expected[:, 1:4])

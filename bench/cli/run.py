@@ -23,6 +23,7 @@ from bench.run.scoring import provision_learned_metrics
 from masks import nvidia
 from masks.cases import CASES, LAMA, SUITE
 from masks.io import MaskFileError
+from methods.base import Family
 from methods.registry import get_method_class
 
 #: Bounds of the numeric options, checked before anything is allocated.
@@ -70,6 +71,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                      help="weights of a deep method, e.g. lama=big-lama/models/best.ckpt (repeatable)")
     run.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
                      help="an adapter option, e.g. telea.radius=5 or pluralistic.spectral_state=carry (repeatable)")
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                     help="arithmetic of the deep methods: fp32 (default, exact), bf16 (CPU/CUDA) or fp16 (CUDA): "
+                          "faster, outputs move by a few grey levels; every deep method of the run must support it")
     run.add_argument("--samples", type=int, default=1,
                      help="completions per image drawn by methods that can sample (pluralistic, ict); with 2 or "
                           "more the report adds their diversity (mean pairwise LPIPS) and sample grids")
@@ -148,7 +152,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         masks=str(args.masks) if args.masks else None, mask_invert=args.mask_invert,
         mask_threshold=args.mask_threshold, limit=args.limit, size=args.size, max_side=args.max_side,
         seed=args.seed, weights=weights, learned_metrics=not args.no_learned_metrics, samples=args.samples,
-        options=parse_method_options(args.option, methods), workers=args.workers, figure_rows=args.figure_rows,
+        options=precision_options(args.precision, methods, parse_method_options(args.option, methods)),
+        workers=args.workers, figure_rows=args.figure_rows,
         runs_root=str(args.runs_dir), run_id=args.run_id, device=args.device, ssim=args.ssim,
         mask_protocols=protocols,
     )
@@ -232,6 +237,39 @@ def parse_method_options(values: list[str], methods: list[str]) -> dict[str, dic
         except ValueError as error:
             raise UserError(f"--option {method}.{key}={raw} {error}") from None
     return options
+
+
+def precision_choices(method: str) -> tuple[str, ...]:
+    """The precisions ``method`` runs in: its declared ``precision`` option's choices, else only fp32."""
+    option = get_method_class(method).options.get("precision")
+    return option.choices if option is not None else ("fp32",)
+
+
+def precision_options(precision: str, methods: list[str],
+                      options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``options`` with ``precision`` set for every deep method of the run (nothing added for ``fp32``).
+
+    The precision becomes a method option, so it is part of the run id and of each job's identity
+    and results of different precisions never share a cache entry. A deep method without the
+    precision among its ``precision`` option's choices, or a precision also given with
+    ``--option``, is an error rather than ignored.
+    """
+    if precision == "fp32":
+        return options
+    deep = [name for name in methods if get_method_class(name).family is not Family.TRADITIONAL]
+    unsupported = [name for name in deep if precision not in precision_choices(name)]
+    if unsupported:
+        raise UserError(f"--precision {precision}: method(s) {', '.join(unsupported)} do not run in {precision}; "
+                        f"leave them out of --methods, or set it only for the methods that have it with "
+                        f"--option METHOD.precision={precision}")
+    twice = [name for name in deep if "precision" in options.get(name, {})]
+    if twice:
+        raise UserError(f"the precision of {twice[0]} is given twice (--precision and --option "
+                        f"{twice[0]}.precision); keep one")
+    merged = {name: dict(values) for name, values in options.items()}
+    for name in deep:
+        merged.setdefault(name, {})["precision"] = precision
+    return merged
 
 
 def _check_latest(runs_root: Path) -> Path:

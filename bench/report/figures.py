@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from typing import Any
-
+import cv2
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -24,6 +23,25 @@ from bench.run.rundir import write_bytes
 #: Colour shown in the hole of the masked-input column.
 HOLE_COLOUR = np.array([255, 255, 255], np.uint8)
 PANEL_INCHES = 2.2
+FIGURE_DPI = 100
+#: Longest side, in pixels, an image panel of a grid can show at `FIGURE_DPI`.
+SLOT_PIXELS = int(PANEL_INCHES * FIGURE_DPI)
+
+
+def fit_to_slot(panel: np.ndarray, side: int = SLOT_PIXELS) -> np.ndarray:
+    """Shrink a panel (uint8 RGB, or a bool mask) so its longer side is at most ``side`` pixels.
+
+    Area averaging, as the figure would show it anyway; matplotlib then resamples a slot-sized
+    image instead of a full-size one, which halves the time of a grid. Masks come back as float32
+    in [0, 1]; smaller panels are returned unchanged.
+    """
+    height, width = panel.shape[:2]
+    longest = max(height, width)
+    if longest <= side:
+        return panel
+    size = (max(1, round(width * side / longest)), max(1, round(height * side / longest)))
+    source = panel.astype(np.float32) if panel.dtype == np.bool_ else panel
+    return cv2.resize(source, size, interpolation=cv2.INTER_AREA)
 
 
 def new_figure(rows: int = 1, columns: int = 1, *, figsize: tuple[float, float], **subplots: Any) -> tuple[Figure, Any]:
@@ -32,7 +50,7 @@ def new_figure(rows: int = 1, columns: int = 1, *, figsize: tuple[float, float],
     return figure, figure.subplots(rows, columns, **subplots)
 
 
-def save_figure(figure: Figure, path: Path, *, dpi: int = 100) -> None:
+def save_figure(figure: Figure, path: Path, *, dpi: int = FIGURE_DPI) -> None:
     """Write ``figure`` as PNG atomically."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
@@ -61,6 +79,7 @@ def comparison_grid(
         panels: list[np.ndarray | None] = [original, hole_mask, masked]
         panels += [predictions[method][row] for method in predictions]
         for col, panel in enumerate(panels):
+            panel = fit_to_slot(panel) if panel is not None else None
             axis = axes[row, col]
             axis.set_xticks([])
             axis.set_yticks([])

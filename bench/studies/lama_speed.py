@@ -1,91 +1,223 @@
-"""LaMa inference speed: our optimised generator against the unoptimised (reference-style) path.
+"""LaMa inference speed: the reference-equivalent path against the optimised fp32 and bf16 paths.
 
-Both paths use the full big-lama configuration with the same random weights, in one process, with
-the timed runs interleaved so that machine load affects both alike. The unoptimised path runs the
-generator as trained (BatchNorm separate, ``torch.no_grad``), as the reference's predict script
-does; the optimised path folds BatchNorm and runs under ``torch.inference_mode``. Prints the median
-wall and process-CPU latencies, their ratios, the largest output difference and each path's peak
-memory. On a loaded machine the CPU-time ratio (with ``--threads 1``) is the steadier number.
+One run prints, for each input size:
 
-Usage: ``python -m bench.studies.lama_speed [--size 512] [--repeats 5] [--config big-lama] [--threads 1]``
+- the sustained convolution throughput of this machine (a large channels-last 3x3 convolution, fp32
+  and bf16), measured in the same timing rounds as the generators;
+- for each path (``reference``: the generator as trained, BatchNorm separate, ``torch.no_grad``, as
+  the reference's predict script runs it; ``fp32``: BatchNorm folded and the fused channels-last
+  kernels of `methods.nets.ffc_fused`, ``torch.inference_mode``; ``bf16``: the same with weights
+  stored in bf16, under CPU autocast, FFTs in float32 (as the adapter's ``precision="bf16"``); ``compiled``: ``torch.compile`` of the fp32 path, with ``--compile``)
+  its median time per forward pass, speed-up over the reference, GFLOP/s (convolution and matrix
+  FLOPs counted by ``torch.utils.flop_counter``), the fraction of the measured fp32 convolution
+  peak, and the largest output difference from the reference.
+
+All paths use the full big-lama configuration with the same random weights (BatchNorm statistics
+perturbed so that folding has something to get wrong) in one process, timed in alternating rounds
+so that machine load affects all alike. With one thread (the default) times are process CPU times,
+which a busy machine disturbs far less than wall time; with more threads they are wall times.
+``--default-run`` adds the wall time of ``relama-bench run --cases small,region,large --workers 1``
+split by stage (from a ``cProfile`` of the run in its own process, which adds a little overhead to
+Python-level code).
+
+Usage: ``python -m bench.studies.lama_speed [--sizes 256,512] [--repeats 5] [--threads 1] [--compile]
+[--default-run]``
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
+import pstats
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from typing import Callable
 
 import torch
+from tabulate import tabulate
+from torch.utils.flop_counter import FlopCounterMode
 
-from bench.studies.perf import measure_peak_memory
 from methods.nets.configs import build_generator, generator_input
 from methods.nets.fold import prepare_for_inference
 
+#: The convolution whose speed stands for the machine's sustained peak: big-lama's bottleneck width.
+PEAK_CHANNELS, PEAK_SIDE = 512, 64
 
-def compare(config: str, size: int, repeats: int, channels_last: bool = True) -> dict[str, float | str]:
-    """Median latencies (ms), speed-up, max output difference and peak memory of both paths."""
+
+def perturbed_generator(config: str) -> torch.nn.Module:
+    """``config``'s generator with seed-0 weights and non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(0)
-    reference = build_generator(config).eval()
-    # Non-trivial BatchNorm statistics, so that folding has something to get wrong.
+    model = build_generator(config).eval()
     with torch.no_grad():
-        for module in reference.modules():
+        for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
                 module.weight.uniform_(0.8, 1.2)
                 module.bias.uniform_(-0.1, 0.1)
-    optimised = prepare_for_inference(copy.deepcopy(reference), channels_last=channels_last)
-    image = torch.rand(1, 3, size, size)
-    mask = (torch.rand(1, 1, size, size) > 0.7).float()
+    return model
+
+
+def counted_gflop(model: torch.nn.Module, batch: torch.Tensor) -> float:
+    """Convolution and matrix GFLOP of one forward pass (FFTs and element-wise work not counted)."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(batch)
+    return counter.get_total_flops() / 1e9
+
+
+def peak_convolution(dtype: torch.dtype) -> tuple[Callable[[], object], float]:
+    """A large channels-last 3x3 convolution in ``dtype`` and its GFLOP."""
+    generator = torch.Generator().manual_seed(0)
+    data = torch.rand(1, PEAK_CHANNELS, PEAK_SIDE + 2, PEAK_SIDE + 2, generator=generator)
+    weight = torch.rand(PEAK_CHANNELS, PEAK_CHANNELS, 3, 3, generator=generator)
+    data = data.to(dtype).contiguous(memory_format=torch.channels_last)
+    weight = weight.to(dtype).contiguous(memory_format=torch.channels_last)
+
+    def run() -> object:
+        with torch.inference_mode():
+            return torch.conv2d(data, weight)
+
+    return run, 2 * 9 * PEAK_CHANNELS ** 2 * PEAK_SIDE ** 2 / 1e9
+
+
+def compare(config: str, size: int, repeats: int, compile_model: bool) -> tuple[list[list], dict[str, float]]:
+    """Table rows of every path at ``size`` and the measured convolution peaks (GFLOP/s)."""
+    reference = perturbed_generator(config)
+    optimised = prepare_for_inference(copy.deepcopy(reference), channels_last=True)
+    generator = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 3, size, size, generator=generator)
+    mask = (torch.rand(1, 1, size, size, generator=generator) > 0.7).float()
     batch = generator_input(image, mask)
-    fast_batch = batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+    fast_batch = batch.contiguous(memory_format=torch.channels_last)
+    gflop = counted_gflop(reference, batch)
 
     def run_reference() -> torch.Tensor:
         with torch.no_grad():
             return reference(batch)
 
-    def run_optimised() -> torch.Tensor:
+    def run_fp32() -> torch.Tensor:
         with torch.inference_mode():
             return optimised(fast_batch)
 
-    expected, produced = run_reference(), run_optimised()  # also the warm-up
-    difference = (expected - produced).abs().max().item()
-    times: dict[str, list[float]] = {"reference": [], "optimised": []}
-    cpu_times: dict[str, list[float]] = {"reference": [], "optimised": []}
+    # As the adapter runs bf16: weights stored in bf16 once, autocast for the rest.
+    optimised_bf16 = copy.deepcopy(optimised).to(torch.bfloat16)
+
+    def run_bf16() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return optimised_bf16(fast_batch).float()
+
+    paths: dict[str, Callable[[], torch.Tensor]] = {"reference": run_reference, "fp32": run_fp32, "bf16": run_bf16}
+    notes = {"reference": "as trained, no_grad", "fp32": "folded + fused channels-last",
+             "bf16": "fp32 path, bf16 weights + autocast, FFTs fp32"}
+    if compile_model:
+        compiled = torch.compile(optimised)
+
+        def run_compiled() -> torch.Tensor:
+            with torch.inference_mode():
+                return compiled(fast_batch)
+
+        start = time.perf_counter()
+        run_compiled()
+        notes["compiled"] = f"torch.compile of fp32; first call {time.perf_counter() - start:.1f} s (compile)"
+        paths["compiled"] = run_compiled
+    expected = run_reference()
+    differences = {name: (run() - expected).abs().max().item() for name, run in paths.items()}  # also warm-up
+    peaks = {"fp32": peak_convolution(torch.float32), "bf16": peak_convolution(torch.bfloat16)}
+    for run, _ in peaks.values():
+        run()
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    times: dict[str, list[float]] = {name: [] for name in [*paths, *("peak " + key for key in peaks)]}
     for _ in range(repeats):
-        for name, run in (("reference", run_reference), ("optimised", run_optimised)):
-            start, cpu_start = time.perf_counter(), time.process_time()
+        for name, run in paths.items():
+            start = clock()
             run()
-            times[name].append((time.perf_counter() - start) * 1000)
-            cpu_times[name].append((time.process_time() - cpu_start) * 1000)
-    device = torch.device("cpu")
-    reference_peak, reference_extra, memory_method = measure_peak_memory(run_reference, device)
-    optimised_peak, optimised_extra, _ = measure_peak_memory(run_optimised, device)
-    reference_ms, optimised_ms = statistics.median(times["reference"]), statistics.median(times["optimised"])
-    reference_cpu, optimised_cpu = statistics.median(cpu_times["reference"]), statistics.median(cpu_times["optimised"])
-    return {"config": config, "size": size, "threads": torch.get_num_threads(), "reference_ms": reference_ms,
-            "optimised_ms": optimised_ms, "speedup": reference_ms / optimised_ms,
-            "reference_cpu_ms": reference_cpu, "optimised_cpu_ms": optimised_cpu,
-            "cpu_time_speedup": reference_cpu / optimised_cpu, "max_abs_diff": difference,
-            "reference_peak_mb": reference_peak, "reference_run_mb": reference_extra,
-            "optimised_peak_mb": optimised_peak, "optimised_run_mb": optimised_extra, "memory_method": memory_method}
+            times[name].append(clock() - start)
+        for key, (run, _) in peaks.items():
+            start = clock()
+            for _ in range(3):
+                run()
+            times["peak " + key].append((clock() - start) / 3)
+    peak_rates = {key: flop / statistics.median(times["peak " + key]) for key, (_, flop) in peaks.items()}
+    reference_s = statistics.median(times["reference"])
+    rows = []
+    for name in paths:
+        seconds = statistics.median(times[name])
+        rate = gflop / seconds
+        rows.append([f"{size}x{size}", name, f"{seconds * 1000:.0f}", f"{reference_s / seconds:.2f}x", f"{rate:.0f}",
+                     f"{rate / peak_rates['fp32'] * 100:.0f} %", f"{differences[name]:.2e}", notes[name]])
+    return rows, {"gflop": gflop, **peak_rates}
+
+
+def default_run_stages(runs_dir: str, threads: int) -> list[list]:
+    """Wall seconds of ``relama-bench run --cases small,region,large`` by stage, from a cProfile of the run.
+
+    The run is a separate ``python -m cProfile -m bench.cli`` process with ``threads`` OpenMP threads
+    and one worker, so the profile sees every job.
+    """
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import bench.cli.app"], check=True, env=environment)
+    import_s = time.perf_counter() - start
+    profile_path = os.path.join(runs_dir, "run.prof")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", profile_path, "-m", "bench.cli", "run", "--cases",
+                    "small,region,large", "--runs-dir", runs_dir, "--no-progress", "--workers", "1"],
+                   check=True, env=environment, stdout=subprocess.DEVNULL)
+    total_s = time.perf_counter() - start
+    stats = pstats.Stats(profile_path)
+
+    def cumulative(function: str, file_part: str) -> float:
+        return sum(entry[3] for (path, _, name), entry in stats.stats.items()  # type: ignore[attr-defined]
+                   if name == function and file_part in path)
+
+    jobs = cumulative("execute_job", "runner.py")
+    methods = cumulative("inpaint", "methods/")
+    learned = cumulative("score_run", "scoring.py")
+    report = cumulative("build_report", "build.py")
+    grids = cumulative("comparison_grid", "figures.py")
+    rows = [["imports (measured alone)", import_s],
+            ["methods' own calls (inpaint)", methods],
+            ["per-job harness (masking, pixel metrics, PNG, records)", jobs - methods],
+            ["learned metrics (LPIPS, Inception)", learned],
+            ["report: comparison grids", grids],
+            ["report: everything else", report - grids],
+            ["rest (imports, inputs, masks, loading methods, tables)", total_s - jobs - learned - report],
+            ["total wall time of the run process", total_s]]
+    return [[stage, f"{seconds:.1f}"] for stage, seconds in rows]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="big-lama")
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                        help="optimised path without the channels-last layout the adapter uses")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: CPU-time clock)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the fp32 path")
+    parser.add_argument("--default-run", action="store_true",
+                        help="also run the default benchmark once and split its wall time by stage")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    for key, value in compare(args.config, args.size, args.repeats, args.channels_last).items():
-        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+    torch.set_num_threads(args.threads)
+    clock = "process CPU time" if args.threads == 1 else "wall time"
+    print(f"{args.config}, {args.threads} thread(s), {clock}, {args.repeats} alternating rounds; "
+          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    rows, facts = [], []
+    for size in (int(part) for part in args.sizes.split(",")):
+        size_rows, measured = compare(args.config, size, args.repeats, args.compile)
+        rows += size_rows
+        facts.append(f"{size}x{size}: {measured['gflop']:.1f} GFLOP per pass; 3x3 conv peak "
+                     f"fp32 {measured['fp32']:.0f} GFLOP/s, bf16 {measured['bf16']:.0f} GFLOP/s")
+    print(tabulate(rows, headers=["size", "path", "ms", "speed-up", "GFLOP/s", "of fp32 conv peak",
+                                  "max |diff| vs reference", "what"]))
+    print("\n".join(facts))
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+    if args.default_run:
+        with tempfile.TemporaryDirectory() as runs_dir:
+            print(tabulate(default_run_stages(runs_dir, args.threads), headers=["default run stage", "wall s"]))
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ class FourierUnit(nn.Module):
         # (N, C, H, W', 2) -> (N, C, 2, H, W') -> (N, 2C, H, W'): Re/Im interleaved per channel.
         stacked = torch.view_as_real(spectrum).permute(0, 1, 4, 2, 3).reshape(batch, -1, height, spectrum.shape[-1])
         mixed = self.relu(self.bn(self.conv_layer(stacked)))
-        pairs = mixed.view(batch, -1, 2, height, spectrum.shape[-1]).permute(0, 1, 3, 4, 2).contiguous()
+        # float(): under autocast the 1x1 convolution gives a reduced type, and complex needs float32.
+        pairs = mixed.float().view(batch, -1, 2, height, spectrum.shape[-1]).permute(0, 1, 3, 4, 2).contiguous()
         # s= restores odd widths: without it irfftn returns W-1 columns.
         return torch.fft.irfftn(torch.view_as_complex(pairs), s=(height, width), dim=(-2, -1), norm=self.fft_norm)
 

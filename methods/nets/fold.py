@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from methods.nets.ffc import FFC_BN_ACT, FourierUnit, SpectralTransform
+from methods.nets.ffc_fused import can_fuse, fuse_ffc
 
 
 def _scale_and_shift(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +120,9 @@ def prepare_for_inference(model: nn.Module, *, channels_last: bool = False) -> n
     model : nn.Module
         The generator to rewrite.
     channels_last : bool
-        Also store the weights in channels-last layout (pays off with channels-last inputs on GPUs).
+        Also store the weights in channels-last layout and, for FFC generators, replace the FFC
+        layers by the fused channels-last kernels of `methods.nets.ffc_fused` (feed it
+        channels-last inputs).
 
     Returns
     -------
@@ -130,5 +133,7 @@ def prepare_for_inference(model: nn.Module, *, channels_last: bool = False) -> n
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     if channels_last:
+        if can_fuse(model):
+            fuse_ffc(model)
         model.to(memory_format=torch.channels_last)
     return model

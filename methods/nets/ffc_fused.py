@@ -1,0 +1,275 @@
+"""Inference kernels of the FFC generators on one channels-last tensor (after BatchNorm folding).
+
+The trained modules carry each feature map as a ``(local, global)`` pair and every FFC layer as four
+branch convolutions whose results are summed. At inference time the same arithmetic can be laid out
+with far fewer memory passes:
+
+- the features travel as ONE tensor, channels-last, whose first channels are the local part, so the
+  generator's final concatenation disappears and the residual sum is one add;
+- the two branches that read the local part (``l2l`` and ``l2g``) are one convolution whose output
+  already has the ``[local | global]`` layout of the layer's result, with the folded BatchNorm
+  shifts as its bias;
+- the ``g2l`` and spectral branches are added into the local and global channels of that result
+  in place;
+- the spectral branch works on channels-last data throughout (the FFT's interleaved real/imaginary
+  pairs are already the channel order the reference builds) and its 1x1 convolutions go to oneDNN
+  (`pointwise_conv`), avoiding the slow unfold path and the layout conversions around the FFTs;
+- reflection padding writes straight from the channel slice into a channels-last padded buffer.
+
+Outputs equal the pair-based modules' up to float rounding (tests hold them to 1e-4). Under CPU
+autocast the convolutions and products run in the reduced type; the FFTs always run in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.nets.cbam import CBAMFFCResnetBlock
+from methods.nets.ffc import FFC, FFC_BN_ACT, ConcatTupleLayer, FFCResnetBlock, FourierUnit, SpectralTransform
+
+
+def reflect_pad_nhwc(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Reflect-pad an ``N x H x W x C`` tensor (any strides) by ``width`` on both spatial sides.
+
+    Equals ``F.pad(..., mode="reflect")``; the result is a new contiguous ``N x H+2w x W+2w x C`` tensor.
+    """
+    batch, height, width_in, channels = x.shape
+    if width == 0:
+        return x.contiguous()
+    out = x.new_empty((batch, height + 2 * width, width_in + 2 * width, channels))
+    out[:, width:width + height, width:width + width_in] = x
+    for i in range(width):
+        out[:, width - 1 - i, width:width + width_in] = x[:, i + 1]
+        out[:, width + height + i, width:width + width_in] = x[:, height - 2 - i]
+    for j in range(width):
+        out[:, :, width - 1 - j] = out[:, :, width + 1 + j]
+        out[:, :, width + width_in + j] = out[:, :, width + width_in - 2 - j]
+    return out
+
+
+def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 convolution of channels-last ``N x C x H x W`` data through oneDNN on the CPU.
+
+    ``F.conv2d`` sends unstrided 1x1 convolutions of small batches on one thread to an unfold + BLAS
+    path that runs at about 40 % of oneDNN's speed here, so the CPU calls oneDNN directly. It computes
+    in the CPU autocast type when autocast is on (as ``F.conv2d`` would), else in the weights' type. Other devices, and graphs being
+    traced by ``torch.compile`` (which picks its own kernels), use ``F.conv2d``.
+    """
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return F.conv2d(x, weight, bias)
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
+    return torch.mkldnn_convolution(x.to(dtype), weight.to(dtype), bias.to(dtype) if bias is not None else None,
+                                    (0, 0), (1, 1), (1, 1), 1)
+
+
+class _FourierProduct(nn.Module):
+    """A BatchNorm-folded `FourierUnit` on ``N x H x W x C`` data: FFT, 1x1 product + bias + ReLU, inverse FFT."""
+
+    def __init__(self, unit: FourierUnit) -> None:
+        super().__init__()
+        if unit.groups != 1 or not isinstance(unit.bn, nn.Identity):
+            raise ValueError("only folded, ungrouped Fourier units can be fused")
+        self.fft_norm = unit.fft_norm
+        self.conv = unit.conv_layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, height, width, _ = x.shape
+        spectrum = torch.fft.rfftn(x.float(), dim=(1, 2), norm=self.fft_norm)
+        # (N, H, W', C) complex as (N, H, W', 2C): channel 2k = Re, 2k+1 = Im, the reference's order.
+        stacked = torch.view_as_real(spectrum).reshape(batch, height, spectrum.shape[2], -1)
+        mixed = pointwise_conv(stacked.permute(0, 3, 1, 2), self.conv.weight, self.conv.bias).relu_()
+        pairs = mixed.permute(0, 2, 3, 1).float().reshape(batch, height, spectrum.shape[2], -1, 2)
+        return torch.fft.irfftn(torch.view_as_complex(pairs), s=(height, width), dim=(1, 2), norm=self.fft_norm)
+
+
+class _SpectralProduct(nn.Module):
+    """A folded `SpectralTransform` on channels-last data; the bias of its output 1x1 convolution is left to
+    the enclosing `FusedFFC`, whose bias holds every branch's."""
+
+    def __init__(self, transform: SpectralTransform) -> None:
+        super().__init__()
+        reduce_conv, reduce_norm = transform.conv1[0], transform.conv1[1]
+        if reduce_conv.groups != 1 or transform.conv2.groups != 1 or not isinstance(reduce_norm, nn.Identity):
+            raise ValueError("only folded, ungrouped spectral transforms can be fused")
+        self.stride = transform.stride
+        self.reduce = reduce_conv
+        self.fu = _FourierProduct(transform.fu)
+        self.lfu = _FourierProduct(transform.lfu) if transform.enable_lfu else None
+        self.expand = transform.conv2
+
+    def local_fourier(self, x: torch.Tensor) -> torch.Tensor:
+        """The local Fourier unit on ``x``'s first quarter of channels, quadrants stacked as the reference does."""
+        height, width = x.shape[1:3]
+        if height != width or height % 2 or height == 0:
+            raise ValueError(f"the local Fourier unit (enable_lfu) needs a square feature map with an even side, "
+                             f"got {height}x{width}; use input sizes that give such a bottleneck or disable LFU")
+        half = height // 2
+        quarter = x[..., : x.shape[-1] // 4]
+        columns = torch.cat((quarter[:, :half], quarter[:, half:]), dim=3)
+        quadrants = torch.cat((columns[:, :, :half], columns[:, :, half:]), dim=3)
+        return self.lfu(quadrants).repeat(1, 2, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The transform of ``x`` (``N x H x W x C``, any strides), as ``N x C_out x H' x W'`` channels-last."""
+        if self.stride == 2:
+            x = F.avg_pool2d(x.permute(0, 3, 1, 2), kernel_size=2, stride=2).permute(0, 2, 3, 1)
+        hidden = pointwise_conv(x.permute(0, 3, 1, 2), self.reduce.weight, self.reduce.bias).relu_()
+        hidden = hidden.permute(0, 2, 3, 1)
+        total = self.fu(hidden).add_(hidden)
+        if self.lfu is not None:
+            total.add_(self.local_fourier(hidden))
+        return pointwise_conv(total.permute(0, 3, 1, 2), self.expand.weight, None)
+
+
+class ChannelsLastReflectionPad(nn.Module):
+    """``nn.ReflectionPad2d`` with equal sides for channels-last data, writing a channels-last result.
+
+    (``nn.ReflectionPad2d`` returns a planar tensor that the next convolution copies back.)
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return reflect_pad_nhwc(x.permute(0, 2, 3, 1), self.width).permute(0, 3, 1, 2)
+
+
+def _conv_parts(conv: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    if isinstance(conv, nn.Conv2d):
+        return conv.weight.detach(), (conv.bias.detach() if conv.bias is not None else None)
+    return None
+
+
+class FusedFFC(nn.Module):
+    """A BatchNorm-folded `FFC_BN_ACT` layer on one channels-last ``[local | global]`` tensor.
+
+    Parameters
+    ----------
+    layer : FFC_BN_ACT
+        The folded layer (norms already ``nn.Identity``); its activations must be ReLU or Identity.
+    """
+
+    def __init__(self, layer: FFC_BN_ACT) -> None:
+        super().__init__()
+        ffc: FFC = layer.ffc
+        if not isinstance(layer.bn_l, nn.Identity) or not isinstance(layer.bn_g, nn.Identity):
+            raise ValueError("fold the BatchNorm layers before fusing")
+        self.in_global = ffc.global_in_num
+        l2l, l2g, g2l = _conv_parts(ffc.convl2l), _conv_parts(ffc.convl2g), _conv_parts(ffc.convg2l)
+        template = next(conv for conv in (ffc.convl2l, ffc.convl2g, ffc.convg2l) if isinstance(conv, nn.Conv2d))
+        if template.padding_mode not in ("reflect", "zeros") or template.groups != 1:
+            raise ValueError(f"cannot fuse an FFC with padding mode {template.padding_mode!r} or groups")
+        self.stride, self.dilation = template.stride, template.dilation
+        self.padding = template.padding[0]
+        self.reflect = template.padding_mode == "reflect"
+        spectral = ffc.convg2g if isinstance(ffc.convg2g, SpectralTransform) else None
+        self.out_local = (l2l[0].shape[0] if l2l else g2l[0].shape[0] if g2l else 0)
+        self.out_global = (l2g[0].shape[0] if l2g else spectral.conv2.out_channels if spectral else 0)
+        local_weights = [part[0] for part in (l2l, l2g) if part]
+        reference = local_weights[0] if local_weights else g2l[0]
+        bias = reference.new_zeros(self.out_local + self.out_global)
+        for part, offset in ((l2l, 0), (g2l, 0), (l2g, self.out_local)):
+            if part and part[1] is not None:
+                bias[offset:offset + part[0].shape[0]] += part[1]
+        if spectral is not None and spectral.conv2.bias is not None:
+            bias[self.out_local:] += spectral.conv2.bias.detach()
+        self.bias = nn.Parameter(bias, requires_grad=False)
+        # The branches reading the local part share one convolution ([l2l; l2g] on output channels).
+        self.local_weight = (nn.Parameter(torch.cat(local_weights).contiguous(memory_format=torch.channels_last),
+                                          requires_grad=False) if local_weights else None)
+        self.global_weight = (nn.Parameter(g2l[0].contiguous(memory_format=torch.channels_last), requires_grad=False)
+                              if g2l else None)
+        self.spectral = _SpectralProduct(spectral) if spectral is not None else None
+        activations = {type(layer.act_l), type(layer.act_g)}
+        if not activations <= {nn.ReLU, nn.Identity}:
+            raise ValueError(f"cannot fuse activation(s) {', '.join(sorted(a.__name__ for a in activations))}")
+        self.relu_local = isinstance(layer.act_l, nn.ReLU)
+        self.relu_global = isinstance(layer.act_g, nn.ReLU)
+
+    def _conv(self, x_nhwc: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.reflect:
+            padded = reflect_pad_nhwc(x_nhwc, self.padding).permute(0, 3, 1, 2)
+            return F.conv2d(padded, weight, bias, self.stride, 0, self.dilation)
+        return F.conv2d(x_nhwc.permute(0, 3, 1, 2), weight, bias, self.stride, self.padding, self.dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``N x C x H x W`` channels-last, local channels first; returns the same layout."""
+        x_nhwc = x.permute(0, 2, 3, 1)
+        in_local = x.shape[1] - self.in_global
+        local_in, global_in = x_nhwc[..., :in_local], x_nhwc[..., in_local:]
+        if self.local_weight is not None:
+            out = self._conv(local_in, self.local_weight, self.bias)
+        else:
+            out = self._conv(global_in, self.global_weight, None)
+            out = torch.cat((out, out.new_zeros(out.shape[0], self.out_global, *out.shape[2:])), dim=1)
+            out.add_(self.bias.to(out.dtype).view(1, -1, 1, 1))
+        out = out.contiguous(memory_format=torch.channels_last)
+        out_nhwc = out.permute(0, 2, 3, 1)
+        if self.global_weight is not None and self.local_weight is not None:
+            out_nhwc[..., :self.out_local] += self._conv(global_in, self.global_weight, None).permute(0, 2, 3, 1)
+        if self.spectral is not None:
+            out_nhwc[..., self.out_local:] += self.spectral(global_in).permute(0, 2, 3, 1)
+        if self.relu_local and self.relu_global:
+            out.relu_()
+        elif self.relu_local:
+            out_nhwc[..., :self.out_local].relu_()
+        elif self.relu_global:
+            out_nhwc[..., self.out_local:].relu_()
+        return out
+
+
+class FusedFFCResnetBlock(nn.Module):
+    """A folded `FFCResnetBlock` (or its CBAM subclass) on one channels-last tensor; residual sum in place."""
+
+    def __init__(self, block: FFCResnetBlock) -> None:
+        super().__init__()
+        self.conv1 = FusedFFC(block.conv1)
+        self.conv2 = FusedFFC(block.conv2)
+        self.out_local = self.conv2.out_local
+        self.ca: Optional[nn.Module] = block.ca if isinstance(block, CBAMFFCResnetBlock) else None
+        self.sa: Optional[nn.Module] = block.sa if isinstance(block, CBAMFFCResnetBlock) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.conv1(x))
+        if self.ca is not None and self.sa is not None:
+            pair = (out[:, :self.out_local], out[:, self.out_local:])
+            out = torch.cat(self.sa(self.ca(pair)), dim=1).contiguous(memory_format=torch.channels_last)
+        return out.add_(x)
+
+
+def can_fuse(model: nn.Module) -> bool:
+    """Whether `fuse_ffc` can rewrite ``model``: a folded FFC generator with a plain ``model`` Sequential."""
+    sequence = getattr(model, "model", None)
+    if not isinstance(sequence, nn.Sequential):
+        return False
+    blocks = [module for module in sequence if isinstance(module, (FFC_BN_ACT, FFCResnetBlock))]
+    try:
+        for module in blocks:
+            FusedFFCResnetBlock(module) if isinstance(module, FFCResnetBlock) else FusedFFC(module)
+    except (ValueError, StopIteration):
+        return False
+    return bool(blocks)
+
+
+def fuse_ffc(model: nn.Module) -> nn.Module:
+    """Replace the FFC layers and blocks of a folded generator's ``model`` Sequential by fused ones, in place.
+
+    The rewritten generator takes and returns the same tensors; its inner features are one
+    channels-last tensor. Call only when `can_fuse` is true.
+    """
+    sequence: nn.Sequential = model.model
+    for index, module in enumerate(sequence):
+        if isinstance(module, FFCResnetBlock):
+            sequence[index] = FusedFFCResnetBlock(module)
+        elif isinstance(module, FFC_BN_ACT):
+            sequence[index] = FusedFFC(module)
+        elif isinstance(module, ConcatTupleLayer):
+            sequence[index] = nn.Identity()
+        elif isinstance(module, nn.ReflectionPad2d) and len(set(module.padding)) == 1:
+            sequence[index] = ChannelsLastReflectionPad(module.padding[0])
+    return model
