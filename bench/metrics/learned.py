@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from bench.metrics.backbones import WeightsLocations, WeightsUnavailable, load_state, missing_message, resolve
+from bench.metrics.moments import GRAM_FORM_MAX_N, FeatureMoments, frechet_distance_from_moments
 from methods.checkpoint import load_state_strict
 
 #: Registry entry of each LPIPS backbone.
@@ -282,6 +283,24 @@ def frechet_distance(real_features: torch.Tensor, fake_features: torch.Tensor) -
     return float(((real_mean - fake_mean) ** 2).sum() + trace_real + trace_fake - 2 * cross_trace)
 
 
+def frechet_distance_for(real_features: torch.Tensor, fake_features: torch.Tensor) -> tuple[float, str]:
+    """FID of two ``N x D`` feature sets by the cheaper exact form for their size
+    (`bench.metrics.moments`): the cross-Gram form up to ``GRAM_FORM_MAX_N`` images, the covariance form
+    from sufficient statistics above.
+
+    Returns
+    -------
+    tuple
+        (FID, the form used: ``"cross-Gram"`` or ``"covariance"``).
+    """
+    if max(len(real_features), len(fake_features)) <= GRAM_FORM_MAX_N:
+        return frechet_distance(real_features, fake_features), "cross-Gram"
+    real, fake = FeatureMoments(real_features.shape[1]), FeatureMoments(fake_features.shape[1])
+    real.update(real_features)
+    fake.update(fake_features)
+    return frechet_distance_from_moments(real, fake), "covariance"
+
+
 def kid_subset_size(n_real: int, n_fake: int) -> int:
     """KID subset size for the given set sizes: every image when fewer than 1000, else 1000."""
     return min(KID_MAX_SUBSET_SIZE, n_real, n_fake)
@@ -330,6 +349,8 @@ class SetMetrics:
     n: int
     indicative: bool
     note: str
+    #: Which exact form computed the FID's trace term (see `frechet_distance_for`).
+    fid_trace_form: str = "cross-Gram"
 
 
 class InceptionFeatures:
@@ -362,13 +383,23 @@ class InceptionFeatures:
 
     @torch.no_grad()
     def extract(self, images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
-        """Pool3 features (``N x 2048`` float32, CPU) of uint8 RGB images (sizes may differ)."""
+        """Pool3 features (``N x 2048`` float32, CPU) of uint8 RGB images (sizes may differ).
+
+        Every forward pass has exactly ``batch_size`` images (a short group is padded with black
+        images whose features are dropped): oneDNN and cuDNN choose kernels by batch size (measured:
+        features differ by ~1e-6 between batches of 10 and 16), and a feature must not depend on how
+        a run happened to group its images (resumed, sharded across processes).
+        """
         images = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else images
         shapes = [np.shape(image) for image in images]
         chunks = []
         for group in _same_size_groups(len(images), shapes, self.batch_size):
-            batch = torch.from_numpy(_as_batch(np.stack([images[i] for i in group]))).permute(0, 3, 1, 2)
-            chunks.append(self.inception(batch.contiguous().to(self.device)).to(torch.float32).cpu())
+            stacked = _as_batch(np.stack([images[i] for i in group]))
+            padded = np.zeros((self.batch_size, *stacked.shape[1:]), dtype=np.uint8)
+            padded[:len(group)] = stacked
+            batch = torch.from_numpy(padded).permute(0, 3, 1, 2)
+            features = self.inception(batch.contiguous().to(self.device))[:len(group)]
+            chunks.append(features.to(torch.float32).cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, InceptionPool3.num_features)
 
 
@@ -423,11 +454,13 @@ class FIDKID:
         if n < 2:
             return SetMetrics(math.nan, math.nan, math.nan, 0, n, True, f"N = {n}: FID and KID need at least 2 images")
         kid_mean, kid_std, subset_size = kernel_inception_distance(real, fake, seed=seed)
-        return SetMetrics(frechet_distance(real, fake), kid_mean, kid_std, subset_size, n, indicative, note)
+        fid, form = frechet_distance_for(real, fake)
+        return SetMetrics(fid, kid_mean, kid_std, subset_size, n, indicative, note, form)
 
 
 __all__ = [
     "FIDKID", "FID_INDICATIVE_REASON", "FID_RELIABLE_MIN_N", "InceptionFeatures", "InceptionPool3", "LPIPSMetric", "SetMetrics",
-    "WeightsUnavailable", "fid_unavailable_reason", "frechet_distance", "kernel_inception_distance",
+    "WeightsUnavailable", "fid_unavailable_reason", "frechet_distance", "frechet_distance_for",
+    "kernel_inception_distance",
     "kid_subset_size", "load_inception", "lpips_unavailable_reason", "to_lpips_input",
 ]
