@@ -145,18 +145,27 @@ def apply_size_policy(image: np.ndarray, size: int | None, *, max_side: int = DE
     """
     height, width = image.shape[:2]
     as_uint8 = image.astype(np.uint8) if image.dtype == np.bool_ else image
-    if size is None:
-        scale = min(1.0, max_side / max(height, width))
-        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-        resized = _resize(as_uint8, new_h, new_w, shrinking=scale < 1, nearest=interpolation_mask)
-    else:
-        scale = size / min(height, width)
-        new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
-        resized = _resize(as_uint8, new_h, new_w, shrinking=scale < 1, nearest=interpolation_mask)
+    new_h, new_w, scale = _resized_shape(height, width, size, max_side)
+    resized = _resize(as_uint8, new_h, new_w, shrinking=scale < 1, nearest=interpolation_mask)
+    if size is not None:
         top, left = (new_h - size) // 2, (new_w - size) // 2
         resized = resized[top:top + size, left:left + size]
     resized = np.ascontiguousarray(resized)
     return resized.astype(bool) if image.dtype == np.bool_ else resized
+
+
+def _resized_shape(height: int, width: int, size: int | None, max_side: int) -> tuple[int, int, float]:
+    """Height, width and scale of the resize step of the size policy (before the crop of ``size``)."""
+    if size is None:
+        scale = min(1.0, max_side / max(height, width))
+        return max(1, round(height * scale)), max(1, round(width * scale)), scale
+    scale = size / min(height, width)
+    return max(size, round(height * scale)), max(size, round(width * scale)), scale
+
+
+def policy_shape(height: int, width: int, size: int | None, max_side: int = DEFAULT_MAX_SIDE) -> tuple[int, int]:
+    """Height and width of an image of ``height x width`` after the size policy."""
+    return (size, size) if size is not None else _resized_shape(height, width, None, max_side)[:2]
 
 
 def _resize(image: np.ndarray, height: int, width: int, *, shrinking: bool, nearest: bool) -> np.ndarray:
@@ -169,33 +178,69 @@ def _resize(image: np.ndarray, height: int, width: int, *, shrinking: bool, near
     return cv2.resize(image, (width, height), interpolation=method)
 
 
+@dataclass(frozen=True)
+class ImageSource:
+    """One benchmark image before it is read: its id and how to load it (read lazily, once, by the
+    rank whose shard holds it)."""
+
+    image_id: str
+    source: str
+    loader: Callable[[], tuple[np.ndarray, list[str]]]
+    size: int | None
+    max_side: int = DEFAULT_MAX_SIDE
+
+    def prepared_shape(self) -> tuple[int, int]:
+        """Height and width the image will have after the size policy, from the file header alone
+        (EXIF orientation included) when the image is a file."""
+        path = Path(self.source)
+        if path.is_file():
+            with Image.open(path) as opened:
+                width, height = opened.size
+                # EXIF orientations 5 to 8 rotate by 90 degrees.
+                if opened.getexif().get(0x0112) in (5, 6, 7, 8):
+                    width, height = height, width
+        else:
+            height, width = self.loader()[0].shape[:2]
+        return policy_shape(height, width, self.size, self.max_side)
+
+    def load(self) -> BenchImage:
+        raw, notes = self.loader()
+        return BenchImage(self.image_id, apply_size_policy(raw, self.size, max_side=self.max_side), self.source,
+                          raw.shape[:2], notes)
+
+
+def default_image_sources(size: int | None = None, limit: int | None = None,
+                          max_side: int = DEFAULT_MAX_SIDE) -> list[ImageSource]:
+    """The embedded default set (colour photographs shipped inside scikit-image), not yet read."""
+    sources = []
+    for image_id, loader in _skimage_photos().items():
+        if limit is not None and len(sources) >= limit:
+            break
+        read = (lambda loader=loader: (np.ascontiguousarray(loader()[:, :, :3]).astype(np.uint8), []))
+        sources.append(ImageSource(image_id, f"skimage.data:{image_id}", read, size, max_side))
+    return sources
+
+
 def default_images(size: int | None = None, limit: int | None = None,
                    max_side: int = DEFAULT_MAX_SIDE) -> list[BenchImage]:
     """The embedded default set: colour photographs shipped inside scikit-image, sized by the size policy."""
-    records = []
-    for image_id, loader in _skimage_photos().items():
-        if limit is not None and len(records) >= limit:
-            break
-        raw = np.ascontiguousarray(loader()[:, :, :3]).astype(np.uint8)
-        records.append(BenchImage(image_id, apply_size_policy(raw, size, max_side=max_side), f"skimage.data:{image_id}",
-                                  raw.shape[:2]))
-    return records
+    return [source.load() for source in default_image_sources(size, limit, max_side)]
 
 
-def folder_images(folder: Path | str, size: int | None = None, limit: int | None = None,
-                  max_side: int = DEFAULT_MAX_SIDE) -> list[BenchImage]:
-    """Images of a folder (not recursive), sorted by file name, sized by the size policy.
+def folder_image_sources(folder: Path | str, size: int | None = None, limit: int | None = None,
+                         max_side: int = DEFAULT_MAX_SIDE) -> list[ImageSource]:
+    """Images of a folder (not recursive), sorted by file name, not yet read.
 
-    Files whose suffix is not an image suffix are skipped with a warning; an image file that cannot
-    be decoded is an error naming it.
+    Files whose suffix is not an image suffix are skipped with a warning; two images with one id are
+    an error naming both.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"data folder {folder} does not exist or is not a folder: pass --data DIR with images")
-    records: list[BenchImage] = []
+    sources: list[ImageSource] = []
     seen: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if limit is not None and len(records) >= limit:
+        if limit is not None and len(sources) >= limit:
             break
         if path.is_dir() or path.name.startswith("."):
             continue
@@ -209,18 +254,29 @@ def folder_images(folder: Path | str, size: int | None = None, limit: int | None
         if len(path.stem.encode("utf-8")) > MAX_IMAGE_ID_BYTES:
             raise UserError(f"image {path} has a name of {len(path.stem.encode('utf-8'))} bytes; the run directory "
                             f"names files after it, so at most {MAX_IMAGE_ID_BYTES} bytes fit: rename it")
-        raw, notes = load_image(path)
-        records.append(BenchImage(path.stem, apply_size_policy(raw, size, max_side=max_side), str(path), raw.shape[:2],
-                                  notes))
-    if not records:
+        sources.append(ImageSource(path.stem, str(path), lambda path=path: load_image(path), size, max_side))
+    if not sources:
         raise UserError(f"data folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return records
+    return sources
+
+
+def folder_images(folder: Path | str, size: int | None = None, limit: int | None = None,
+                  max_side: int = DEFAULT_MAX_SIDE) -> list[BenchImage]:
+    """Every image of `folder_image_sources`, read and sized by the size policy (an undecodable file is
+    an error naming it)."""
+    return [source.load() for source in folder_image_sources(folder, size, limit, max_side)]
 
 
 def load_images(data: Path | str | None, *, size: int | None = None, limit: int | None = None,
                 max_side: int = DEFAULT_MAX_SIDE) -> list[BenchImage]:
     """The images of ``data`` (a folder), or the embedded default set when ``data`` is None: the one
     image-source choice of every command."""
+    return [source.load() for source in image_sources(data, size=size, limit=limit, max_side=max_side)]
+
+
+def image_sources(data: Path | str | None, *, size: int | None = None, limit: int | None = None,
+                  max_side: int = DEFAULT_MAX_SIDE) -> list[ImageSource]:
+    """`load_images`'s images, not yet read."""
     if data is None:
-        return default_images(size=size, limit=limit, max_side=max_side)
-    return folder_images(data, size=size, limit=limit, max_side=max_side)
+        return default_image_sources(size=size, limit=limit, max_side=max_side)
+    return folder_image_sources(data, size=size, limit=limit, max_side=max_side)
