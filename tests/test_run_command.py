@@ -334,15 +334,15 @@ def test_a_full_disk_stops_the_run_at_the_first_failed_write_keeping_finished_jo
 
     from bench.run import runner
 
-    real_execute, calls = runner.execute_job, []
+    real_run, calls = runner.run_job, []
 
-    def execute_until_the_disk_fills(spec):
+    def run_until_the_disk_fills(spec):
         calls.append(spec.job)
         if len(calls) > 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(spec.record_path))
-        return real_execute(spec)
+        return real_run(spec)
 
-    monkeypatch.setattr(runner, "execute_job", execute_until_the_disk_fills)
+    monkeypatch.setattr(runner, "run_job", run_until_the_disk_fills)
     message = _error_of(capsys, _tiny_run(tmp_path, "--methods", "telea,ns", "--cases", "small", "--workers", "1",
                                           images=3))
     assert "No space left on device: free disk space or pass --runs-dir on another disk" in message
@@ -350,7 +350,7 @@ def test_a_full_disk_stops_the_run_at_the_first_failed_write_keeping_finished_jo
     assert len(calls) == 3, "the run stops at the first full-disk error"
     assert len(list((tmp_path / "runs").glob("*/pred/*/*/*.json"))) == 2
 
-    monkeypatch.setattr(runner, "execute_job", real_execute)
+    monkeypatch.setattr(runner, "run_job", real_run)
     assert main(_tiny_run(tmp_path, "--methods", "telea,ns", "--cases", "small", "--workers", "1")) == 0
     assert len(pd.read_parquet(tmp_path / "runs" / "latest" / "rows.parquet")) == 6
 

@@ -123,8 +123,10 @@ def summarise(rows: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFr
 
 
 def timing_summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Median and mean wall time per image, per method and case."""
+    """Median and mean wall time per image, per method and case (rows without a time, such as
+    predictions made elsewhere, are left out)."""
     timed = scored_rows(rows)
+    timed = timed[timed["wall_time_s"].notna()]
     return (timed.groupby(["method", "case"], sort=False)["wall_time_s"]
             .agg(median_s="median", mean_s="mean", n="count").reset_index())
 

@@ -23,6 +23,7 @@ from methods.checkpoint import CheckpointError
 #: Modules providing sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "bench.cli.run",
+    "bench.cli.score",
     "bench.cli.list",
     "bench.cli.weights",
     "bench.cli.perf",

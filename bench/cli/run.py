@@ -13,6 +13,8 @@ from bench.run.data import DEFAULT_DATA_NAME, DEFAULT_MAX_SIDE, LARGEST_SIDE, SM
 from bench.errors import UserError
 from bench.run.rundir import RunDir
 from bench.report.build import build_report
+from bench.run import distributed
+from bench.run.plan import format_plan, plan_run, read_perf_table
 from bench.run.runner import USER_CASE, Runner, default_worker_count
 from bench.cli.options import (add_device_argument, comma_list, default_run_methods, method_names,
                                parse_weights_options)
@@ -91,8 +93,18 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
     run.add_argument("--run-id", default=None,
                      help="name of the run directory; default: derived from the arguments, so a rerun resumes")
+    run.add_argument("--run-dir-shared", choices=("auto", "yes", "no"), default="auto",
+                     help="under torchrun: whether every rank sees one run directory (shared filesystem); "
+                          "with 'no' each rank sends its files to rank 0; default: find out")
     run.add_argument("--reference", default=None, help="reference method of paired comparisons (default lama, else telea)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--save-predictions", choices=("all", "grids", "none", "auto"), default="auto",
+                     help="which predictions to keep in pred/: all, grids (those the figures show) or none; "
+                          "default auto: all up to 50,000 jobs, else grids")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the job count, predicted inference time per method and disk space, run nothing")
+    run.add_argument("--perf", type=Path, default=None,
+                     help="with --dry-run: a perf.csv from `relama-bench perf` on this machine, for the times")
     add_device_argument(run)
     run.set_defaults(func=run_command)
 
@@ -155,9 +167,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         options=precision_options(args.precision, methods, parse_method_options(args.option, methods)),
         workers=args.workers, figure_rows=args.figure_rows,
         runs_root=str(args.runs_dir), run_id=args.run_id, device=args.device, ssim=args.ssim,
-        mask_protocols=protocols,
+        mask_protocols=protocols, run_dir_shared=args.run_dir_shared, save_predictions=args.save_predictions,
     )
-
 
 
 def parse_mask_protocols(values: list[str]) -> dict[str, str]:
@@ -307,7 +318,10 @@ def run_problems(config: RunConfig, outcome, named: bool) -> list[str]:
 
 def run_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    _check_latest(Path(config.runs_root))
+    if args.perf is not None and not args.dry_run:
+        raise UserError("--perf is read only by --dry-run: add --dry-run or leave --perf out")
+    if args.dry_run:
+        return dry_run(config, args.perf)
     if args.package_source is not None and not args.package_source.is_dir():
         raise UserError(f"--package-source {args.package_source} is not a folder: pass a folder of package archives")
     offline = args.offline if args.offline is not None else offline_from_environment()
@@ -316,14 +330,50 @@ def run_command(args: argparse.Namespace) -> int:
                            if config.learned_metrics else {})
     for columns, reason in unavailable_columns.items():
         print(f"{columns} unavailable: {reason}")
-    runner = Runner(config, progress=not args.no_progress, command=getattr(args, "command_line", "relama-bench run"))
-    outcome = runner.run()
+    return execute_run(config, args, named_methods=args.methods is not None, unavailable_columns=unavailable_columns)
+
+
+def dry_run(config: RunConfig, perf_path: Path | None) -> int:
+    """Print what the run would cost; write nothing."""
+    ranks = distributed.ranks_from_environment()
+    if not ranks.is_main:
+        return 0
+    runner = Runner(config, progress=False)
+    methods, skipped = runner.resolve_methods()
+    perf = read_perf_table(perf_path) if perf_path is not None else None
+    print(format_plan(plan_run(config, methods, runner.image_sources(), perf), processes=ranks.world_size))
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    return 0
+
+
+def execute_run(config: RunConfig, args: argparse.Namespace, *, named_methods: bool,
+                unavailable_columns: dict[str, str] | None = None) -> int:
+    """Run ``config`` (as one rank of a torchrun job when started by torchrun), then on rank 0 write
+    the report and print the headline tables. ``args`` gives ``no_progress``, ``reference`` and
+    ``command_line``; ``named_methods`` says whether the user chose the methods (a chosen method that
+    cannot run is then an error); ``unavailable_columns`` are learned-metric columns that could not be
+    provisioned, with the reason."""
+    unavailable_columns = unavailable_columns or {}
+    _check_latest(Path(config.runs_root))
+    ranks = distributed.ranks_from_environment()
+    distributed.start(ranks)
+    try:
+        runner = Runner(config, progress=not args.no_progress,
+                        command=getattr(args, "command_line", "relama-bench run"), ranks=ranks)
+        outcome = runner.run()
+    finally:
+        distributed.stop()
+    if not outcome.is_main:
+        return 0
     data = build_report(outcome.run_dir, reference=args.reference)
     _point_latest(outcome.run_dir)
     releases = fetchable()
     for name, reason in outcome.skipped.items():
         hint = f"; or run `{fetch_command(name)}`" if name in releases and name not in config.weights else ""
         print(f"skipped {name}: {reason}{hint}")
+    if outcome.save_policy != "all":
+        print(f"note: predictions saved: {outcome.save_policy} (pass --save-predictions all to keep every one)")
     for case, table in data.case_tables.items():
         # The console shows the headline columns; report.md has them all.
         shown = [column for column in table.columns
@@ -336,7 +386,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not outcome.errors.empty:
         print(f"\n{len(outcome.errors)} job(s) failed; see {runner.paths.errors_path}")
     print(f"\nreport: {runner.paths.markdown_report} and {runner.paths.html_report}")
-    problems = run_problems(config, outcome, named=args.methods is not None)
+    problems = run_problems(config, outcome, named=named_methods)
     for problem in problems:
         print(f"relama-bench: error: {problem}", file=sys.stderr)
     return 1 if problems else 0

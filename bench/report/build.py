@@ -105,7 +105,7 @@ def _draw_figures(data: ReportData, metrics: list[str]) -> None:
     per_method = data.summary[data.summary["metric"] == quality_metric].groupby("method", sort=False)["mean"].mean()
     speed = data.timing.groupby("method", sort=False)["median_s"].median()
     points = pd.DataFrame({"method": per_method.index, quality_metric: per_method.values,
-                           "median_s": speed.reindex(per_method.index).values})
+                           "median_s": speed.reindex(per_method.index).values}).dropna(subset=["median_s"])
     if not points.empty:
         data.scatter_path = paths.figure("speed_quality.png")
         figures.speed_quality_scatter(points, quality_metric, paths.path(data.scatter_path))

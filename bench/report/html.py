@@ -22,8 +22,9 @@ from markupsafe import Markup
 from bench.run.rundir import RunDir, write_text
 from bench.metrics.catalogue import (CATALOGUE, best_labels, format_bounds, format_interval, format_value,
                                      label_with_arrow)
-from bench.report.model import (ReportData, best_set_labels, convention_lines, fid_difference_rows, fid_text,
-                                kid_text, learned_metric_lines, mask_table, method_labels, run_time_text)
+from bench.report.model import (ReportData, best_set_labels, convention_lines, external_prediction_lines,
+                                fid_difference_rows, fid_text, kid_text, learned_metric_lines, mask_table,
+                                method_labels, run_time_text)
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
@@ -205,6 +206,7 @@ def page_context(data: ReportData) -> dict[str, Any]:
             run_time_text(meta),
             *(line.removeprefix("- ") for line in learned_metric_lines(meta)),
             *data.size_limits,
+            *(line.removeprefix("- ") for line in external_prediction_lines(meta)),
         ],
         "diversity": [
             {"method": row["method"], "case": row["case"], "mean": f"{row['mean']:.4f}",

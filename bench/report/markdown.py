@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics.catalogue import format_interval, format_value, label
-from bench.report.model import (ReportData, convention_lines, fid_difference_rows, learned_metric_lines, mask_table,
-                                run_time_text)
+from bench.report.model import (ReportData, convention_lines, external_prediction_lines, fid_difference_rows,
+                                learned_metric_lines, mask_table, run_time_text)
 
 
 #: Characters with a meaning in CommonMark or GitHub Markdown inline text (emphasis, code, link and image
@@ -76,6 +76,7 @@ def render_markdown(data: ReportData) -> str:
         *(f"- {text(line)}" for line in convention_lines(data)),
         *(f"- {text(line.removeprefix('- '))}" for line in learned_metric_lines(meta)),
         *(f"- {text(line)}" for line in data.size_limits),
+        *(f"- {text(line.removeprefix('- '))}" for line in external_prediction_lines(meta)),
         "",
     ]
     if meta["skipped"]:

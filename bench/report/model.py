@@ -14,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from bench.errors import UserError
+from bench.run.metadata import KNOWN_PIXELS_CHANGED
 from bench.run.rundir import RunDir
 from bench.run.runner import rows_from_records
 from bench.analysis.statistics import CI_METHOD
@@ -379,3 +380,13 @@ def size_limit_lines(meta: dict, metrics: list[str], *, shown: int = 10) -> list
             lines.append(f"{' and '.join(labels)} need images of at least {side}x{side} pixels and are missing for "
                          f"{len(small)} image(s): {', '.join(small[:shown])}{more}; the other metrics are scored.")
     return lines
+
+
+def external_prediction_lines(meta: dict) -> list[str]:
+    """Report lines on predictions made elsewhere (`relama-bench score`): how they were scored."""
+    external = [method for method in meta.get("methods", []) if method["family"] == "external"]
+    if not external:
+        return []
+    counts = "; ".join(f"{method['name']} {method['details'][KNOWN_PIXELS_CHANGED]}" for method in external)
+    return ["- Predictions made elsewhere: their known pixels are replaced by the original's before scoring, as "
+            f"for every method. Predictions whose known pixels the method had changed: {counts}."]

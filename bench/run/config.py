@@ -15,8 +15,9 @@ from typing import Any
 from bench.errors import UserError
 
 #: Fields that do not change inference results, left out of the run id so a rerun with another
-#: worker count or figure size, or with learned metrics turned on, resumes the same run.
-_NOT_IN_RUN_ID = {"workers", "figure_rows", "runs_root", "run_id", "learned_metrics", "device"}
+#: worker count, device, process layout or figure size, or with learned metrics turned on, resumes the same run.
+_NOT_IN_RUN_ID = {"workers", "figure_rows", "runs_root", "run_id", "learned_metrics", "device", "run_dir_shared",
+                  "save_predictions"}
 #: The link to the newest run inside the runs folder; no run may take its name.
 LATEST_LINK = "latest"
 RUN_ID_MAX_CHARS = 100
@@ -66,6 +67,13 @@ class RunConfig:
     runs_root: str = "runs"
     run_id: str | None = None
     device: str = "auto"
+    #: ``relama-bench score``: method name to a folder of its predictions made elsewhere.
+    predictions: dict[str, str] = field(default_factory=dict)
+    #: Which predictions are written to ``pred/``: ``all``, ``grids`` (those the figures show), ``none``,
+    #: or ``auto`` (all for small runs, see `bench.run.runner.SAVE_ALL_MAX_JOBS`).
+    save_predictions: str = "auto"
+    #: Under torchrun: ``auto`` (find out), ``yes`` (one filesystem) or ``no`` (send files to rank 0).
+    run_dir_shared: str = "auto"
 
     def fingerprint(self) -> str:
         """Hash of the result-determining fields."""

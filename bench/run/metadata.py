@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from bench.run.config import RunConfig, machine_description, package_versions
-from bench.run.data import DEFAULT_DATA_NAME, BenchImage
+from bench.run.data import DEFAULT_DATA_NAME
 from bench.run.scoring import ScoringReport
 from masks import nvidia
 from masks.cases import get_case
@@ -20,6 +20,12 @@ from methods.registry import get_method_class
 
 #: Name of the case of user-supplied masks (``--masks``), which has no generator parameters.
 USER_CASE = "user"
+#: Family of the rows of predictions made elsewhere (`relama-bench score`).
+EXTERNAL_FAMILY = "external"
+#: run.json detail of a set of predictions made elsewhere: how many had their known pixels changed.
+KNOWN_PIXELS_CHANGED = "known pixels changed by the method"
+#: A ``max_side`` at least this large means images are never resized (``relama-bench score``).
+NO_SIDE_CAP = 2 ** 30
 
 
 @dataclass
@@ -32,13 +38,24 @@ class RunOutcome:
     skipped: dict[str, str]
     computed_jobs: int
     cached_jobs: int
-    images: list[BenchImage] = field(default_factory=list)
     scoring: ScoringReport | None = None
     #: ``describe()`` of each method this run loaded, taken before the method was released.
     method_details: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Facts of every image of the run (id, source, sizes, notes), in run order, for rank 0 and for a
+    #: one-process run; other ranks hold only their shard's.
+    image_facts: list[dict] = field(default_factory=list)
+    #: Whether this process writes the run-wide files (rank 0, or the only process).
+    is_main: bool = True
+    #: Whether every rank wrote into one shared run directory (always true for one process).
+    run_dir_shared: bool = True
+    world_size: int = 1
+    #: Which predictions were written to ``pred/``: ``all``, ``grids`` or ``none``.
+    save_policy: str = "all"
 
 
 def size_policy_text(config: RunConfig) -> str:
+    if config.max_side >= NO_SIDE_CAP:
+        return "original size (no resizing)"
     if config.size is not None:
         return f"shorter side resized to {config.size}, centre {config.size}x{config.size} crop"
     return f"original size, long side capped at {config.max_side} (area downscaling, no upscaling)"
@@ -63,6 +80,9 @@ def run_metadata(config: RunConfig, outcome: RunOutcome, started: float, command
     methods_run = [name for name in config.methods if name not in outcome.skipped]
     method_facts = []
     for name in methods_run:
+        if name in config.predictions:
+            method_facts.append(external_method_facts(name, config.predictions[name], outcome.rows))
+            continue
         cls = get_method_class(name)
         method_facts.append({"name": name, "family": cls.family.value, "resolution": cls.resolution.describe(),
                              "details": outcome.method_details.get(name, {})})
@@ -77,11 +97,18 @@ def run_metadata(config: RunConfig, outcome: RunOutcome, started: float, command
         "methods": method_facts,
         "data_description": config.data or DEFAULT_DATA_NAME,
         "size_policy": size_policy_text(config),
-        "images": [
-            {"image_id": image.image_id, "source": image.source, "original_size": list(image.original_size),
-             "size": list(image.image.shape[:2]), "notes": image.notes}
-            for image in outcome.images
-        ],
+        "images": outcome.image_facts,
+        "processes": {"world_size": outcome.world_size, "run_dir_shared": outcome.run_dir_shared},
+        "saved_predictions": outcome.save_policy,
         "command": command,
         "scoring": outcome.scoring.as_dict() if outcome.scoring else {},
     }
+
+
+def external_method_facts(name: str, folder: str, rows: pd.DataFrame) -> dict[str, Any]:
+    """run.json's entry for predictions made elsewhere: where they came from and how many changed known
+    pixels (which the suite then restored from the original)."""
+    own = rows[rows["method"] == name] if not rows.empty else rows
+    changed = int(own["known_pixels_changed"].sum()) if "known_pixels_changed" in own else 0
+    return {"name": name, "family": EXTERNAL_FAMILY, "resolution": "predictions made elsewhere, scored at the image's size",
+            "details": {"predictions": folder, KNOWN_PIXELS_CHANGED: f"{changed} of {len(own)} predictions"}}

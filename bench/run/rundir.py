@@ -115,6 +115,23 @@ class RunDir:
         """``digests.json``: content digests of the weights files, cached by size and mtime."""
         return self.root / "digests.json"
 
+    def rank_inputs_manifest(self, rank: int) -> Path:
+        """Under torchrun, rank ``rank``'s `inputs_manifest` (the files it wrote)."""
+        return self.root / "logs" / f"inputs.rank{rank}.json"
+
+    def inputs_manifests(self) -> list[Path]:
+        """`inputs_manifest` and every rank's, in a fixed order."""
+        return [self.inputs_manifest, *sorted((self.root / "logs").glob("inputs.rank*.json"))]
+
+    def rank_errors_path(self, rank: int) -> Path:
+        """Under torchrun, the jobs rank ``rank`` saw fail (rank 0 merges them into `errors_path`)."""
+        return self.root / "logs" / f"errors.rank{rank}.csv"
+
+    @property
+    def rank_token_path(self) -> Path:
+        """The token rank 0 writes at start-up to find out whether every rank sees the run directory."""
+        return self.root / ".rank0-token"
+
     @property
     def rows_path(self) -> Path:
         return self.root / "rows.parquet"

@@ -1,7 +1,8 @@
 """The benchmark runner: jobs = method x case x image, cached, resumable, fault-tolerant.
 
-A job's outputs are its composited prediction ``pred/<method>/<case>/<id>.png`` and a record
-``pred/<method>/<case>/<id>.json`` (wall time, hole fraction, pixel metrics). Both are written
+A job's outputs are its composited prediction ``pred/<method>/<case>/<id>.png`` (unless
+``--save-predictions`` leaves it out), its Inception features and a record
+``pred/<method>/<case>/<id>.json`` (wall time, hole fraction, pixel metrics, LPIPS). All are written
 atomically and the record last, so a job is finished exactly when its record exists: a rerun with
 the same arguments skips it, and a run killed at any moment loses nothing that finished. A job that
 raises is written to ``errors.csv`` and the run goes on.
@@ -10,6 +11,9 @@ A record is valid only for the content it was computed from: it stores its job's
 (`bench.run.identity.JobIdentity`), and a job whose record has another key is computed again. The
 prepared images and masks written to the run directory are likewise rewritten when their content
 changes, and the Inception features cached for a changed image or a recomputed job are discarded.
+
+Under ``torchrun`` each rank runs the jobs of its shard of the images (`bench.run.distributed`); rank 0
+collects every rank's rows after the others finish, so the rows are those of a one-process run.
 
 The runner, not the method, composites ``where(mask, prediction, image)`` so that known pixels are
 identical for every method (DESIGN.md, contract 2).
@@ -34,11 +38,13 @@ from tqdm import tqdm
 from bench.errors import UserError
 from bench.metrics.pixel import pixel_metrics
 from bench.run.config import RunConfig, package_versions
-from bench.run.data import BenchImage, apply_size_policy, load_images
+from bench.run import distributed
+from bench.run.data import IMAGE_SUFFIXES, BenchImage, ImageSource, apply_size_policy, image_sources, load_image
+from bench.run.distributed import Ranks
 from bench.run.identity import ContentDigests, JobIdentity, array_digest
-from bench.run.rundir import RunDir, read_json, sample_path, write_json, write_rgb_png
-from bench.run.metadata import USER_CASE, RunOutcome, config_document, run_metadata
-from bench.run.scoring import disabled_report, score_run
+from bench.run.rundir import RunDir, read_json, sample_path, write_json, write_rgb_png, write_table
+from bench.run.metadata import EXTERNAL_FAMILY, USER_CASE, RunOutcome, config_document, run_metadata
+from bench.run.scoring import StreamingScorer, disabled_report, merge_reports, metrics_missing, score_run
 from bench.run.workers import run_parallel
 from masks import nvidia
 from masks.cases import DrawnMask, draw_case_mask, get_case
@@ -48,6 +54,9 @@ from methods.checkpoint import CheckpointError
 from methods.registry import create_method, get_method_class, pick_device, resolve_device
 
 NOTHING_TO_FILL = "nothing to fill"
+#: Above this many jobs a run saves only the predictions its figure grids show, unless told otherwise
+#: (``--save-predictions all``): at 512 x 512, 50,000 predictions are about 20 GB of PNG.
+SAVE_ALL_MAX_JOBS = 50_000
 ALL_HOLE = "mask is all hole: no known pixels"
 #: Write errors that every later job would hit too: the run stops at the first one.
 _RUN_STOPPING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
@@ -79,6 +88,19 @@ class JobSpec:
     ssim_convention: str = "lama"
     #: How the mask was made (generator, frame, source file), copied into the job record.
     mask_info: dict[str, str] = field(default_factory=dict)
+    #: Folder of predictions made elsewhere (``<id>.<image suffix>``), scored instead of running a method.
+    predictions: Path | None = None
+    #: Whether the composited prediction (and samples) are written to ``pred/`` (``--save-predictions``).
+    save_prediction: bool = True
+
+
+@dataclass
+class JobResult:
+    """A computed job: its record (not yet written) and its composited prediction and extra samples."""
+
+    record: dict
+    prediction: np.ndarray
+    samples: list[np.ndarray] = field(default_factory=list)
 
 
 def job_seed(seed: int, case: str, image_id: str) -> int:
@@ -125,9 +147,15 @@ def software_versions() -> tuple[tuple[str, str], ...]:
 
 
 def is_finished(spec: JobSpec) -> bool:
-    """Whether the job has a prediction and a record computed from exactly its current inputs."""
+    """Whether the job has a record computed from exactly its current inputs, and its prediction when
+    the run saves it."""
+    return record_is_current(spec.record_path, spec.key) and (not spec.save_prediction or spec.pred_path.exists())
+
+
+def record_is_current(record_path: Path, key: str) -> bool:
+    """Whether the record at ``record_path`` exists and was computed for the job ``key``."""
     try:
-        return read_json(spec.record_path).get("job_key") == spec.key and spec.pred_path.exists()
+        return read_json(record_path).get("job_key") == key
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -137,14 +165,64 @@ def stops_run(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in _RUN_STOPPING_ERRNOS
 
 
-def execute_job(spec: JobSpec) -> dict:
-    """Run one job, write its prediction and record, and return the record.
+def find_prediction(folder: Path, image_id: str) -> Path:
+    """The one prediction file of ``image_id`` in ``folder``.
+
+    Raises
+    ------
+    ValueError
+        None or several (``x.png`` and ``x.jpg``) are there; the message names them.
+    """
+    found = [folder / f"{image_id}{suffix}" for suffix in sorted(IMAGE_SUFFIXES)
+             if (folder / f"{image_id}{suffix}").is_file()]
+    if not found:
+        raise ValueError(f"no prediction for image {image_id!r} in {folder} (expected {image_id}.png)")
+    if len(found) > 1:
+        raise ValueError(f"several predictions for image {image_id!r}: {', '.join(str(path) for path in found)}; "
+                         "keep one")
+    return found[0]
+
+
+def score_prediction(spec: JobSpec) -> JobResult:
+    """Score a prediction made elsewhere as `run_job` scores a method's output (and write the
+    composited prediction when the spec saves it).
+
+    The prediction must have the image's size. Its known pixels are replaced by the original's, as for
+    every method; ``known_pixels_changed`` records whether the method had altered any of them.
+    """
+    image, hole_mask, job = spec.image, spec.hole_mask, spec.job
+    path = find_prediction(spec.predictions, job.image_id)
+    prediction, _ = load_image(path)
+    if prediction.shape != image.shape:
+        raise ValueError(f"prediction {path} is {prediction.shape[1]}x{prediction.shape[0]} but its image is "
+                         f"{image.shape[1]}x{image.shape[0]}: predictions must keep the image's size")
+    result = composite(image, prediction, hole_mask)
+    record = {
+        "method": job.method, "family": EXTERNAL_FAMILY, "case": job.case, "image_id": job.image_id, "sample": 0,
+        "height": int(image.shape[0]), "width": int(image.shape[1]), "hole_fraction": float(hole_mask.mean()),
+        # Not timed here: the prediction was made elsewhere.
+        "wall_time_s": float("nan"),
+        "note": "" if hole_mask.any() else NOTHING_TO_FILL, "samples": 1, "job_key": spec.key,
+        "known_pixels_changed": bool((prediction != image)[~hole_mask].any()),
+        **spec.mask_info,
+        **pixel_metrics(image, result, hole_mask, ssim_convention=spec.ssim_convention),
+    }
+    if spec.save_prediction:
+        write_rgb_png(spec.pred_path, result)
+    return JobResult(record, result)
+
+
+def run_job(spec: JobSpec) -> JobResult:
+    """Run one job, write its prediction (when the spec saves predictions) and return the result; the
+    caller writes the record, which marks the job finished.
 
     With ``spec.samples > 1`` a method that can sample draws that many completions: the first is the
     scored prediction, the others are kept beside it for the diversity score.
 
     Exceptions propagate to the caller, which records them in ``errors.csv``.
     """
+    if spec.predictions is not None:
+        return score_prediction(spec)
     image, hole_mask, job = spec.image, spec.hole_mask, spec.job
     hole_fraction = float(hole_mask.mean())
     note = ""
@@ -171,8 +249,10 @@ def execute_job(spec: JobSpec) -> dict:
                 raise ValueError(f"{job.method} returned {candidate.dtype} {candidate.shape}, "
                                  f"expected uint8 {image.shape}")
     wall_time = time.perf_counter() - start
-    for index, extra in enumerate(extra_samples, start=1):
-        write_rgb_png(sample_path(spec.pred_path, index), composite(image, extra, hole_mask))
+    samples = [composite(image, extra, hole_mask) for extra in extra_samples]
+    if spec.save_prediction:
+        for index, sample in enumerate(samples, start=1):
+            write_rgb_png(sample_path(spec.pred_path, index), sample)
     result = composite(image, prediction, hole_mask)
     record = {
         "method": job.method,
@@ -189,9 +269,9 @@ def execute_job(spec: JobSpec) -> dict:
         **spec.mask_info,
         **pixel_metrics(image, result, hole_mask, ssim_convention=spec.ssim_convention),
     }
-    write_rgb_png(spec.pred_path, result)
-    write_json(spec.record_path, record)
-    return record
+    if spec.save_prediction:
+        write_rgb_png(spec.pred_path, result)
+    return JobResult(record, result, samples)
 
 
 class Runner:
@@ -205,11 +285,15 @@ class Runner:
         Show a tqdm progress bar.
     command : str
         The command line that started the run, recorded in ``run.json``.
+    ranks : Ranks
+        This process's place in a ``torchrun`` job (default: the only process).
     """
 
-    def __init__(self, config: RunConfig, *, progress: bool = True, command: str = "relama-bench run") -> None:
+    def __init__(self, config: RunConfig, *, progress: bool = True, command: str = "relama-bench run",
+                 ranks: Ranks = Ranks()) -> None:
         self.config = config
-        self.progress = progress
+        self.progress = progress and ranks.is_main
+        self.ranks = ranks
         self.command = command
         self.run_dir = config.run_dir()
         self.paths = RunDir(self.run_dir)
@@ -217,7 +301,8 @@ class Runner:
     def prepare_run_dir(self) -> None:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.run_dir / ".write-test"
+            # One probe per process: the ranks of a torchrun job probe the same folder at once.
+            probe = self.run_dir / f".write-test-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as error:
@@ -226,11 +311,12 @@ class Runner:
                 "pass --runs-dir pointing to a writable folder"
             ) from None
 
-    def load_images(self) -> list[BenchImage]:
+    def image_sources(self) -> list[ImageSource]:
+        """Every image of the run, in run order, not yet read."""
         config = self.config
         if config.limit is not None and config.limit < 1:
             raise UserError(f"--limit {config.limit} selects no image: pass a positive number or leave it out")
-        return load_images(config.data, size=config.size, limit=config.limit, max_side=config.max_side)
+        return image_sources(config.data, size=config.size, limit=config.limit, max_side=config.max_side)
 
     def write_inputs(self, images: list[BenchImage]) -> tuple[dict[str, str], dict[str, dict[str, DrawnMask]]]:
         """Content digests of the images, and hole masks by case and image id.
@@ -240,12 +326,17 @@ class Runner:
         differs from what ``inputs.json`` says the file holds, and a changed image's cached Inception
         features are discarded.
         """
-        manifest_path = self.paths.inputs_manifest
-        try:
-            manifest = read_json(manifest_path)
-        except (OSError, ValueError):
-            manifest = {}
-        manifest = manifest if isinstance(manifest, dict) else {}
+        # Under torchrun each rank keeps the manifest of the files it wrote; all are read, since a resumed
+        # run may deal the images out differently. An entry that is stale only causes a rewrite.
+        manifest_path = (self.paths.inputs_manifest if not self.ranks.distributed
+                         else self.paths.rank_inputs_manifest(self.ranks.rank))
+        manifest: dict = {}
+        for path in self.paths.inputs_manifests():
+            try:
+                loaded = read_json(path)
+            except (OSError, ValueError):
+                continue
+            manifest.update(loaded if isinstance(loaded, dict) else {})
         written = dict(manifest)
 
         def write_if_changed(path: Path, digest: str, write: Callable[[Path], None]) -> None:
@@ -343,6 +434,8 @@ class Runner:
 
     def resolve_methods(self) -> tuple[list[str], dict[str, str]]:
         """Methods that will run, and those skipped with the reason."""
+        if self.config.predictions:
+            return list(self.config.predictions), {}
         runnable, skipped = [], {}
         for name in self.config.methods:
             weights = self.config.weights.get(name)
@@ -371,6 +464,10 @@ class Runner:
         weights_digests: dict[str, str | None] = {}
         skipped: dict[str, str] = {}
         for name in names:
+            if name in self.config.predictions:
+                # Predictions made elsewhere: no method to build; each job's identity has its file's digest.
+                weights_digests[name] = None
+                continue
             weights = self.config.weights.get(name)
             options = self.config.options.get(name, {})
             try:
@@ -387,12 +484,24 @@ class Runner:
                 skipped[name] = f"could not be loaded ({message})"
         return built, weights_digests, skipped
 
+    def save_policy(self, jobs: int) -> str:
+        """``all``, ``grids`` or ``none``: which predictions are written to ``pred/`` (``auto``: all up to
+        `SAVE_ALL_MAX_JOBS` jobs, else grids)."""
+        if self.config.save_predictions != "auto":
+            return self.config.save_predictions
+        return "all" if jobs <= SAVE_ALL_MAX_JOBS else "grids"
+
     def _specs(self, methods: list[str], images: list[BenchImage], image_digests: dict[str, str],
-               masks: dict[str, dict[str, DrawnMask]], weights_digests: dict[str, str | None]) -> Iterator[JobSpec]:
+               masks: dict[str, dict[str, DrawnMask]], weights_digests: dict[str, str | None],
+               digests: ContentDigests, saved: set[str] | None = None) -> Iterator[JobSpec]:
+        """Jobs of ``images``; ``saved`` is the set of image ids whose predictions are written (all when
+        ``None``)."""
         software = dict(software_versions())
         mask_digests = {case: {image_id: array_digest(drawn.mask) for image_id, drawn in case_masks.items()}
                         for case, case_masks in masks.items()}
         for method in methods:
+            external = Path(self.config.predictions[method]) if method in self.config.predictions else None
+            device = "external" if external is not None else device_kind(method, self.config.device)
             options = self.config.options.get(method, {})
             for case in self.config.cases:
                 for bench_image in images:
@@ -401,8 +510,10 @@ class Runner:
                     identity = JobIdentity(
                         method=method, case=case, image_id=bench_image.image_id,
                         image=image_digests[bench_image.image_id], mask=mask_digests[case][bench_image.image_id],
-                        weights=weights_digests[method], device=device_kind(method, self.config.device), seed=seed,
-                        samples=self.config.samples, options=options, software=software, ssim=self.config.ssim,
+                        weights=(weights_digests[method] if external is None
+                                 else _prediction_digest(digests, external, bench_image.image_id)),
+                        device=device, seed=seed, samples=self.config.samples, options=options, software=software,
+                        ssim=self.config.ssim,
                     )
                     yield JobSpec(
                         job=job,
@@ -419,10 +530,14 @@ class Runner:
                         ssim_convention=self.config.ssim,
                         mask_info=mask_record(masks[case][bench_image.image_id]),
                         device=self.config.device,
+                        predictions=external,
+                        save_prediction=saved is None or bench_image.image_id in saved,
                     )
 
     def _check_holes(self, masks: dict[str, dict[str, DrawnMask]]) -> None:
-        if any(drawn.mask.any() for case_masks in masks.values() for drawn in case_masks.values()):
+        # Under torchrun a rank's shard may hold only hole-free masks while others do not.
+        has_hole = any(drawn.mask.any() for case_masks in masks.values() for drawn in case_masks.values())
+        if self.ranks.all_max(int(has_hole)):
             return
         if self.config.masks is not None:
             rule = (f"dark pixels (grey <= {self.config.mask_threshold})" if self.config.mask_invert
@@ -449,23 +564,36 @@ class Runner:
                     raise UserError(str(error.args[0])) from None
         started = time.time()
         self.prepare_run_dir()
-        self.paths.write_config(config_document(self.config))
-        images = self.load_images()
+        ranks = self.ranks
+        shared = self._run_dir_shared()
+        if ranks.is_main:
+            self.paths.write_config(config_document(self.config))
+        sources = self.image_sources()
+        images = [source.load() for source in distributed.shard(sources, ranks)]
         image_digests, masks = self.write_inputs(images)
         self._check_holes(masks)
         methods, skipped = self.resolve_methods()
         digests = ContentDigests(self.paths.digests_path, write_json)
         built, weights_digests, not_loaded = self.load_methods(methods, digests)
-        digests.save()
         skipped.update(not_loaded)
-        methods = [name for name in methods if name in built]
-        specs = list(self._specs(methods, images, image_digests, masks, weights_digests))
-        pending = [spec for spec in specs if not is_finished(spec)]
+        methods = [name for name in methods if name in built or name in self.config.predictions]
+        save_policy = self.save_policy(len(sources) * len(self.config.cases) * len(methods))
+        # The figure grids show the first images of the run: "grids" keeps their predictions only.
+        saved = (None if save_policy == "all" else
+                 {source.image_id for source in sources[:self.config.figure_rows]} if save_policy == "grids" else set())
+        specs = list(self._specs(methods, images, image_digests, masks, weights_digests, digests, saved))
+        if ranks.is_main:
+            digests.save()
+        scorer = (StreamingScorer(self.run_dir, device=pick_device(self.config.device, ("cpu", "cuda"),
+                                                                   "LPIPS and Inception"))
+                  if self.config.learned_metrics else None)
+        pending = [spec for spec in specs if not self._finished(spec, scorer)]
         for spec in pending:
             # A recomputed prediction's cached Inception features belong to the old one.
             self.paths.features(spec.job.method, spec.job.case, spec.job.image_id).unlink(missing_ok=True)
         errors: list[dict[str, str]] = []
-        columns = ["method", "case", "image_id", "error"]
+        # Each rank keeps its own failures while it runs; rank 0 writes errors.csv from all of them.
+        errors_path = self.paths.errors_path if not ranks.distributed else self.paths.rank_errors_path(ranks.rank)
         bar = tqdm(total=len(pending), desc="inpainting", unit="job", disable=not self.progress)
 
         def record_error(spec: JobSpec, error: BaseException) -> None:
@@ -473,45 +601,140 @@ class Runner:
                 raise error
             errors.append({"method": spec.job.method, "case": spec.job.case, "image_id": spec.job.image_id,
                            "error": f"{type(error).__name__}: {_first_line(error)}"})
-            self.paths.write_errors(pd.DataFrame(errors, columns=columns))
+            write_table(errors_path, pd.DataFrame(errors, columns=ERROR_COLUMNS))
+
+        def finish(spec: JobSpec, result: JobResult) -> None:
+            if scorer is None:
+                write_json(spec.record_path, result.record)
+            else:
+                scorer.add_job(spec.record_path, result.record, result.prediction, spec.image, result.samples)
 
         def finished(spec: JobSpec, future: Future) -> None:
             error = future.exception()
+            if error is None:
+                try:
+                    finish(spec, future.result())
+                except Exception as scoring_error:  # one failed job must not stop the run
+                    error = scoring_error
             if error is not None:
                 record_error(spec, error)
             bar.update()
 
-        parallel = [s for s in pending if self.config.workers > 1 and _is_cpu_method(s.job.method)]
+        if scorer is not None:
+            for image in images:
+                scorer.add_original(image.image_id, image.image)
+        # The machine's cores are split between the ranks that share it.
+        workers = max(1, self.config.workers // ranks.local_world_size)
+        parallel = [s for s in pending
+                    if workers > 1 and (s.predictions is not None or _is_cpu_method(s.job.method))]
         serial = [s for s in pending if s not in parallel]
         try:
             if parallel:
-                run_parallel(execute_job, parallel, self.config.workers, finished)
+                run_parallel(run_job, parallel, workers, finished)
             for index, spec in enumerate(serial):
                 bar.set_postfix_str(f"{spec.job.method}/{spec.job.case}")
                 try:
-                    execute_job(spec)
+                    finish(spec, run_job(spec))
                 except Exception as error:  # one failed job must not stop the run
                     record_error(spec, error)
                 bar.update()
                 # Jobs come grouped by method: once a method's last job is done its weights are released.
                 if index + 1 == len(serial) or serial[index + 1].job.method != spec.job.method:
                     release_method(spec.job.method)
+            if scorer is not None:
+                scorer.flush()
         finally:
             bar.close()
-        self.paths.write_errors(pd.DataFrame(errors, columns=columns))
-        if self.config.learned_metrics:
-            scoring = score_run(self.run_dir, [spec.record_path for spec in specs if is_finished(spec)],
-                                {image.image_id: image.image for image in images}, progress=self.progress,
-                                device=pick_device(self.config.device, ("cpu", "cuda"), "LPIPS and Inception"))
+        write_table(errors_path, pd.DataFrame(errors, columns=ERROR_COLUMNS))
+        if scorer is not None:
+            # Jobs finished by an earlier attempt without learned metrics, scored from their saved PNGs.
+            caught_up = score_run(self.run_dir, [spec.record_path for spec in specs
+                                                 if spec.save_prediction and is_finished(spec)],
+                                  {image.image_id: image.image for image in images}, progress=self.progress,
+                                  device=scorer.device)
+            scoring = merge_reports([scorer.report, caught_up])
         else:
             scoring = disabled_report()
-        rows = collect_rows(self.run_dir, specs)
+        if not shared:
+            distributed.send_files_to_main(self.run_dir, self._shard_files(specs, images), ranks)
+        facts = [image_facts(image) for image in images]
+        # What rank 0 needs to collect the rows: which record each job must have (its key).
+        keys = [(spec.record_path.relative_to(self.run_dir).as_posix(), spec.key) for spec in specs]
+        gathered = ranks.gather((errors, facts, scoring, len(pending) - len(errors), len(specs) - len(pending), keys))
+        if gathered is None:
+            return RunOutcome(self.run_dir, pd.DataFrame(columns=ROW_COLUMNS),
+                              pd.DataFrame(errors, columns=ERROR_COLUMNS), skipped,
+                              computed_jobs=len(pending) - len(errors), cached_jobs=len(specs) - len(pending),
+                              scoring=scoring, method_details=built, image_facts=facts, is_main=False,
+                              run_dir_shared=shared, world_size=ranks.world_size, save_policy=save_policy)
+        all_errors = pd.DataFrame([error for part in gathered for error in part[0]], columns=ERROR_COLUMNS)
+        order = {source.image_id: index for index, source in enumerate(sources)}
+        all_facts = sorted((fact for part in gathered for fact in part[1]), key=lambda fact: order[fact["image_id"]])
+        all_keys = {relative: key for part in gathered for relative, key in part[5]}
+        self.paths.write_errors(all_errors)
+        record_paths = [self.paths.record(method, case, source.image_id)
+                        for method in methods for case in self.config.cases for source in sources]
+        rows = collect_rows(self.run_dir, [(path, all_keys[path.relative_to(self.run_dir).as_posix()])
+                                           for path in record_paths])
         self.paths.write_rows(rows)
-        outcome = RunOutcome(self.run_dir, rows, pd.DataFrame(errors, columns=columns),
-                             skipped, computed_jobs=len(pending) - len(errors), cached_jobs=len(specs) - len(pending),
-                             images=images, scoring=scoring, method_details=built)
+        outcome = RunOutcome(self.run_dir, rows, all_errors, skipped,
+                             computed_jobs=sum(part[3] for part in gathered),
+                             cached_jobs=sum(part[4] for part in gathered),
+                             scoring=merge_reports([part[2] for part in gathered]), method_details=built,
+                             image_facts=all_facts, run_dir_shared=shared, world_size=ranks.world_size,
+                             save_policy=save_policy)
         self.paths.write_meta(run_metadata(self.config, outcome, started, self.command))
         return outcome
+
+    def _finished(self, spec: JobSpec, scorer: StreamingScorer | None) -> bool:
+        """Whether a job needs no computing: `is_finished`, and, when its prediction is not saved, its
+        learned metrics complete (they cannot be computed later without the prediction)."""
+        if not is_finished(spec):
+            return False
+        return spec.save_prediction or scorer is None or not metrics_missing(
+            read_json(spec.record_path), scorer.report, self.run_dir)
+
+    def _run_dir_shared(self) -> bool:
+        setting = self.config.run_dir_shared
+        if setting == "auto":
+            return distributed.run_dir_is_shared(self.paths.rank_token_path, self.ranks)
+        return setting == "yes" or not self.ranks.distributed
+
+    def _shard_files(self, specs: list[JobSpec], images: list[BenchImage]) -> Iterator[str]:
+        """Run-directory paths (relative) of every file of this rank's shard: inputs, predictions,
+        samples, records and Inception features."""
+        paths = self.paths
+        for image in images:
+            yield paths.relative(paths.image(image.image_id))
+            yield paths.relative(paths.original_features(image.image_id))
+            for case in self.config.cases:
+                yield paths.relative(paths.mask(case, image.image_id))
+        for spec in specs:
+            yield paths.relative(spec.pred_path)
+            for index in range(1, spec.samples):
+                yield paths.relative(sample_path(spec.pred_path, index))
+            job = spec.job
+            yield paths.relative(paths.features(job.method, job.case, job.image_id))
+            # The record last: on rank 0 a job is finished once its record exists.
+            yield paths.relative(spec.record_path)
+
+
+ERROR_COLUMNS = ["method", "case", "image_id", "error"]
+
+
+def image_facts(image: BenchImage) -> dict:
+    """What run.json says about an image: id, source, original and prepared size, conversions."""
+    return {"image_id": image.image_id, "source": image.source, "original_size": list(image.original_size),
+            "size": list(image.image.shape[:2]), "notes": image.notes}
+
+
+def _prediction_digest(digests: ContentDigests, folder: Path, image_id: str) -> str | None:
+    """Content digest of an image's prediction made elsewhere (part of its job's identity), or None when
+    there is none to find (the job then fails, saying why)."""
+    try:
+        return digests.file(find_prediction(folder, image_id))
+    except ValueError:
+        return None
 
 
 def describe(method: Inpainter) -> dict[str, str]:
@@ -555,9 +778,21 @@ ROW_COLUMNS = ["method", "family", "case", "image_id", "sample", "samples", "hei
                "wall_time_s", "note", "psnr", "ssim", "l1", "psnr_hole", "ssim_hole", "l1_hole"]
 
 
-def collect_rows(run_dir: Path, specs: list[JobSpec]) -> pd.DataFrame:
-    """The long result table (DESIGN.md, contract 4) from the records of finished jobs."""
-    return _rows([read_json(spec.record_path) for spec in specs if is_finished(spec)])
+def collect_rows(run_dir: Path, records: list[tuple[Path, str]]) -> pd.DataFrame:
+    """The long result table (DESIGN.md, contract 4) from the records of finished jobs.
+
+    ``records`` pairs each job's record path with the job key the record must carry; a missing record or
+    one computed for other inputs gives no row.
+    """
+    found = []
+    for path, key in records:
+        try:
+            record = read_json(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("job_key") == key:
+            found.append(record)
+    return _rows(found)
 
 
 def rows_from_records(run_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
@@ -591,6 +826,8 @@ def rows_from_records(run_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
 def _rows(records: list[dict]) -> pd.DataFrame:
     for record in records:
         record.pop("job_key", None)
+        if record.get("family") == EXTERNAL_FAMILY:
+            continue
         try:
             record["family"] = get_method_class(record["method"]).family.value
         except KeyError:  # a plug-in method that is no longer installed

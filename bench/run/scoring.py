@@ -1,6 +1,8 @@
 """Learned metrics of a run: LPIPS per row, Inception features for FID/KID per image.
 
-Runs after inference. Everything it computes is cached in the run directory (``lpips`` in each
+`StreamingScorer` scores each job right after inference, on the same device, from the prediction in
+memory (nothing is read back from PNG, and predictions need not be saved); `score_run` catches up
+afterwards on finished jobs that lack a metric (e.g. run earlier with learned metrics off). Everything it computes is cached in the run directory (``lpips`` in each
 job record, pool3 features in ``features/``), so a rerun scores only what is new, and a report can
 compute FID/KID from the cached features without loading the Inception. When a backbone is not
 provisioned the metric is reported unavailable with the command that fixes it; nothing is ever
@@ -41,7 +43,8 @@ LPIPS_NET = "alex"
 #: AlexNet's pooling stack needs at least this many pixels per side; smaller images get NaN LPIPS.
 LPIPS_MIN_SIDE = CATALOGUE["lpips"].minimum_side
 #: Images per Inception pass when caching features: batch 8 is 1.4x faster than 32 on the CPU and
-#: keeps the peak memory of the pass ~300 MB lower.
+#: keeps the peak memory of the pass ~300 MB lower. Every pass has this many images (see
+#: `InceptionFeatures.extract`).
 FEATURE_BATCH = 8
 
 
@@ -94,6 +97,99 @@ def disabled_report() -> ScoringReport:
     """The report of a run whose user turned learned metrics off."""
     reason = "not computed: the run was started with --no-learned-metrics"
     return ScoringReport(reason, reason)
+
+
+def metrics_missing(record: dict, report: ScoringReport, run_dir: Path) -> bool:
+    """Whether a finished job's record lacks a learned metric that is available (LPIPS, diversity or
+    its Inception features)."""
+    needs_lpips = report.lpips_unavailable is None and (
+        "lpips" not in record or (record.get("samples", 1) > 1 and "diversity_lpips" not in record))
+    needs_features = (report.fid_unavailable is None and
+                      not RunDir(run_dir).features(record["method"], record["case"], record["image_id"]).exists())
+    return needs_lpips or needs_features
+
+
+class StreamingScorer:
+    """LPIPS and Inception features of each job, computed right after inference from the prediction in
+    memory, and the job's record written once they are.
+
+    Features are extracted in passes of `FEATURE_BATCH` images, so a job's record is written when the
+    pass that holds its prediction is done: a run killed in between recomputes at most that many jobs.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run directory.
+    device : str
+        Torch device of LPIPS and the Inception (a resolved one: ``cpu``, ``cuda[:N]``).
+    """
+
+    def __init__(self, run_dir: Path, *, device: str = "cpu") -> None:
+        self.paths = RunDir(run_dir)
+        self.device = device
+        self.report = ScoringReport(lpips_unavailable_reason(LPIPS_NET), fid_unavailable_reason())
+        self._lpips: LPIPSMetric | None = None
+        self._extractor: InceptionFeatures | None = None
+        # Images waiting for an Inception pass: (feature file, image, record path and record or None).
+        self._pending: list[tuple[Path, np.ndarray, tuple[Path, dict] | None]] = []
+
+    def add_original(self, image_id: str, image: np.ndarray) -> None:
+        """Queue the features of an original unless they are cached."""
+        target = self.paths.original_features(image_id)
+        if self.report.fid_unavailable is None and not target.exists():
+            self._queue(target, image, None)
+
+    def add_job(self, record_path: Path, record: dict, prediction: np.ndarray, original: np.ndarray,
+                samples: Sequence[np.ndarray] = ()) -> None:
+        """Score one computed job: LPIPS (and diversity) now, features in the next pass, then the record."""
+        if self.report.lpips_unavailable is None:
+            start = time.perf_counter()
+            if self._lpips is None:
+                self._lpips = LPIPSMetric(LPIPS_NET, device=self.device)
+            with torch.inference_mode():
+                record["lpips"] = (float("nan") if min(prediction.shape[:2]) < LPIPS_MIN_SIDE
+                                   else float(self._lpips(prediction, original)[0]))
+                if samples:
+                    record["diversity_lpips"] = diversity_of(self._lpips, [prediction, *samples])
+            self.report.lpips_seconds += time.perf_counter() - start
+            self.report.lpips_scored += 1
+        if self.report.fid_unavailable is None:
+            target = self.paths.features(record["method"], record["case"], record["image_id"])
+            self._queue(target, prediction, (record_path, record))
+        else:
+            write_json(record_path, record)
+
+    def _queue(self, target: Path, image: np.ndarray, record: tuple[Path, dict] | None) -> None:
+        self._pending.append((target, image, record))
+        if len(self._pending) >= FEATURE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Extract the queued features, save them, then write the records that waited for them."""
+        if not self._pending:
+            return
+        start = time.perf_counter()
+        if self._extractor is None:
+            self._extractor = InceptionFeatures(device=self.device, batch_size=FEATURE_BATCH)
+        with torch.inference_mode():
+            features = self._extractor.extract([image for _, image, _ in self._pending]).numpy()
+        for (target, _, record), vector in zip(self._pending, features):
+            _save_features(target, vector[None])
+            if record is not None:
+                write_json(*record)
+        self.report.feature_seconds += time.perf_counter() - start
+        self.report.features_extracted += len(self._pending)
+        self._pending = []
+
+
+def merge_reports(reports: Sequence[ScoringReport]) -> ScoringReport:
+    """One report for the scoring stages of several ranks: counts and seconds add up."""
+    first = reports[0]
+    return ScoringReport(first.lpips_unavailable, first.fid_unavailable,
+                         lpips_scored=sum(report.lpips_scored for report in reports),
+                         features_extracted=sum(report.features_extracted for report in reports),
+                         lpips_seconds=sum(report.lpips_seconds for report in reports),
+                         feature_seconds=sum(report.feature_seconds for report in reports))
 
 
 def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, np.ndarray], *,
@@ -171,9 +267,15 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
 
 
 def diversity(lpips_metric: LPIPSMetric, pred_path: Path, samples: int) -> float:
-    """Mean pairwise LPIPS between the ``samples`` completions of one input (the diversity score of
-    the Pluralistic and ICT papers); NaN for images too small for LPIPS."""
+    """`diversity_of` the ``samples`` completions saved for one input."""
     images = [read_rgb_png(pred_path)] + [read_rgb_png(sample_path(pred_path, index)) for index in range(1, samples)]
+    return diversity_of(lpips_metric, images)
+
+
+def diversity_of(lpips_metric: LPIPSMetric, images: Sequence[np.ndarray]) -> float:
+    """Mean pairwise LPIPS between the completions of one input (the diversity score of the
+    Pluralistic and ICT papers); NaN for images too small for LPIPS."""
+    samples = len(images)
     if min(images[0].shape[:2]) < LPIPS_MIN_SIDE:
         return float("nan")
     pairs = [(first, second) for first in range(samples) for second in range(first + 1, samples)]
@@ -182,7 +284,7 @@ def diversity(lpips_metric: LPIPSMetric, pred_path: Path, samples: int) -> float
 
 
 SET_COLUMNS = ["method", "case", "fid", "kid_mean", "kid_std", "kid_subset_size", "kid_subsets", "n", "indicative",
-               "note"]
+               "note", "fid_trace_form"]
 FID_DIFFERENCE_COLUMNS = ["method", "reference", "case", "fid_diff", "ci_low", "ci_high", "n", "resamples", "note"]
 #: Bootstrap of FID differences: resamples, and the largest N it runs at (each resample costs two
 #: N x N singular-value decompositions: about 0.5 s each at N = 500 on 2 CPU cores).
@@ -229,6 +331,7 @@ def set_metrics(run_dir: Path, rows: pd.DataFrame, *, seed: int = 0) -> pd.DataF
             "method": method, "case": case, "fid": result.fid, "kid_mean": result.kid_mean, "kid_std": result.kid_std,
             "kid_subset_size": result.kid_subset_size, "kid_subsets": 1 if result.kid_subset_size >= n else KID_SUBSETS,
             "n": n, "indicative": result.indicative, "note": FID_INDICATIVE_REASON if result.indicative else "",
+            "fid_trace_form": result.fid_trace_form,
         })
     return pd.DataFrame(records, columns=SET_COLUMNS)
 
