@@ -175,7 +175,7 @@ def test_score_of_a_runs_predictions_gives_its_rows(reference, tmp_path):
     assert (scored["family"] == "external").all() and scored["wall_time_s"].isna().all()
     original = pd.read_parquet(one / "rows.parquet")
     same = ["method", "image_id", "sample", "samples", "height", "width", "hole_fraction", "note", "psnr", "ssim",
-            "l1", "psnr_hole", "ssim_hole", "l1_hole", "lpips"]
+            "l1", "psnr_hole", "ssim_hole", "l1_hole", "hole_rim_share", "lpips"]
     pd.testing.assert_frame_equal(scored[same], original[same], check_exact=True)
     sets = pd.read_csv(tmp_path / "runs" / "scored" / "tables" / "set_metrics.csv")
     original_sets = pd.read_csv(one / "tables" / "set_metrics.csv")
@@ -243,3 +243,25 @@ def test_predictions_kept_for_the_grids_only_are_still_scored_and_resume(tmp_pat
     assert read_json(run_dir / "run.json")["saved_predictions"] == "grids"
     assert cli_main(arguments) == 0
     assert read_json(run_dir / "run.json")["computed_jobs"] == 0
+
+
+@pytest.mark.skipif(not WEIGHTS_PRESENT, reason="weights not fetched: run `relama-bench weights fetch`")
+def test_streaming_scoring_keeps_the_runs_ssim_convention_and_mask_fields(tmp_path):
+    from bench.metrics.pixel import pixel_metrics
+    from bench.run.rundir import read_rgb_png
+    from masks.io import read_mask_png
+
+    data = write_photos(tmp_path / "data", 2, (48, 48), prefix="c")
+    assert cli_main(["run", "--data", str(data), "--methods", "telea", "--cases", "thin", "--ssim", "skimage",
+                     "--runs-dir", str(tmp_path), "--run-id", "c", "--workers", "1", "--no-progress"]) == 0
+    run_dir = tmp_path / "c"
+    rows = pd.read_parquet(run_dir / "rows.parquet")
+    assert rows["lpips"].notna().all() and (rows["mask_frame"] == "256x256").all()
+    for _, row in rows.iterrows():
+        original = read_rgb_png(run_dir / "images" / f"{row['image_id']}.png")
+        prediction = read_rgb_png(run_dir / "pred" / "telea" / "thin" / f"{row['image_id']}.png")
+        hole = read_mask_png(run_dir / "masks" / "thin" / f"{row['image_id']}.png")
+        expected = pixel_metrics(original, prediction, hole, ssim_convention="skimage")
+        assert expected["ssim"] != pixel_metrics(original, prediction, hole, ssim_convention="lama")["ssim"]
+        for name in ("ssim", "ssim_hole", "hole_rim_share"):
+            assert row[name] == pytest.approx(expected[name], nan_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.cli.run import execute_run
 from bench.errors import UserError
+from bench.metrics.pixel import DEFAULT_SSIM, SSIM_CONVENTIONS
 from bench.run.config import RunConfig
 from bench.run.metadata import NO_SIDE_CAP
 from bench.run.runner import USER_CASE, default_worker_count
@@ -29,6 +30,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--mask-threshold", type=int, default=0,
                        help="grey values above this (0-255) are holes; default 0 (any non-zero grey)")
     score.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    score.add_argument("--ssim", choices=sorted(SSIM_CONVENTIONS), default=DEFAULT_SSIM,
+                       help=f"SSIM convention, as for run (default {DEFAULT_SSIM})")
     score.add_argument("--seed", type=int, default=0, help="seed of KID's subset draw (default 0)")
     score.add_argument("--no-learned-metrics", action="store_true", help="skip LPIPS, FID and KID")
     score.add_argument("--workers", type=int, default=default_worker_count(), help="processes reading predictions")
@@ -80,7 +83,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         size=None, max_side=NO_SIDE_CAP, seed=args.seed, learned_metrics=not args.no_learned_metrics,
         workers=max(1, args.workers), figure_rows=args.figure_rows, runs_root=str(args.runs_dir),
         run_id=args.run_id, predictions=predictions, run_dir_shared=args.run_dir_shared,
-        save_predictions=args.save_predictions,
+        save_predictions=args.save_predictions, ssim=args.ssim,
     )
 
 
