@@ -15,10 +15,10 @@ from torch import nn
 
 from methods.training import losses
 from methods.training.config import TrainConfig, read_config_file
-from methods.training.data import StepOrder, TrainingBatches, split_validation
+from methods.training.data import StepOrder, TrainingBatches, random_crop, split_validation
 from methods.training.masks import REFERENCE_SIDE, sample_rng, training_mask
 from methods.training.quality import psnr, ssim
-from methods.training.trainer import CHECKPOINT_NAME, LOSS_LOG, VALIDATION_LOG, Trainer
+from methods.training.trainer import CHECKPOINT_NAME, LOSS_LOG, VALIDATION_LOG, Trainer, initial_generator
 from training_helpers import make_image_folder, tiny_config
 
 
@@ -271,3 +271,56 @@ def test_two_process_ddp_matches_one_process_on_the_global_batch(image_folder, t
         assert expected.keys() == actual.keys()
         for key in expected:
             torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def test_lama_and_relama_cbam_start_from_the_same_shared_weights(image_folder, tmp_path):
+    lama = Trainer(tiny_config(image_folder, n_blocks=2), tmp_path / "lama", progress=False)
+    relama = Trainer(tiny_config(image_folder, n_blocks=2, arch="relama-cbam"), tmp_path / "relama", progress=False)
+    lama_state, relama_state = lama.generator.state_dict(), relama.generator.state_dict()
+    attention = {key for key in relama_state if ".ca." in key or ".sa." in key}
+    assert attention and set(relama_state) - attention == set(lama_state)
+    for key, value in lama_state.items():
+        assert torch.equal(value, relama_state[key]), key
+    for key, value in lama.discriminator.state_dict().items():
+        assert torch.equal(value, relama.discriminator.state_dict()[key]), key
+    # The attention weights are random draws of their own, not left at a constant.
+    assert any(relama_state[key].std() > 0 for key in attention if relama_state[key].numel() > 1)
+
+
+def test_initial_lama_generator_is_the_seeded_default(image_folder):
+    config = tiny_config(image_folder)
+    torch.manual_seed(3)
+    first = initial_generator(TrainConfig(**{**config.to_dict(), "seed": 3}))
+    torch.manual_seed(3)
+    again = initial_generator(TrainConfig(**{**config.to_dict(), "seed": 3}))
+    torch.manual_seed(4)
+    other = initial_generator(TrainConfig(**{**config.to_dict(), "seed": 4}))
+    first_state, other_state = first.state_dict(), other.state_dict()
+    assert all(torch.equal(value, again.state_dict()[key]) for key, value in first_state.items())
+    assert not all(torch.equal(value, other_state[key]) for key, value in first_state.items())
+
+
+def test_random_crop_varies_scale_and_position_and_never_upscales():
+    image = np.arange(40 * 60 * 3, dtype=np.uint32).reshape(40, 60, 3).astype(np.uint8)
+    crops = [random_crop(image, 16, np.random.default_rng(seed)) for seed in range(20)]
+    assert all(crop.shape == (16, 16, 3) and crop.dtype == np.uint8 for crop in crops)
+    assert len({crop.tobytes() for crop in crops}) > 10
+    # A draw of the full scale is a plain window of the original.
+    native = [crop for crop in crops if any((crop == image[top:top + 16, left:left + 16]).all()
+                                            for top in range(25) for left in range(45))]
+    assert len(native) < len(crops)
+    small = np.full((10, 12, 3), 7, np.uint8)
+    assert random_crop(small, 16, np.random.default_rng(0)).shape == (16, 16, 3)
+
+
+def test_random_crops_keep_flips_and_masks_of_the_centre_mode(image_folder):
+    files = sorted(image_folder.iterdir())
+    centre = TrainingBatches(files, 8, 4, seed=1)
+    jittered = TrainingBatches(files, 8, 4, seed=1, crop="random")
+    assert torch.equal(centre.batch(2)[1], jittered.batch(2)[1])
+    assert torch.equal(jittered.batch(2)[0], TrainingBatches(files, 8, 4, seed=1, crop="random").batch(2)[0])
+
+
+def test_config_rejects_an_unknown_crop_mode(image_folder):
+    with pytest.raises(ValueError, match="crop mode"):
+        tiny_config(image_folder, crop="corner")

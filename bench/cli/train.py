@@ -18,11 +18,11 @@ from typing import Any, Sequence
 
 from bench.errors import UserError
 from bench.studies.train import train_study
-from methods.training.config import PERCEPTUAL_LOSSES, TrainConfig, read_config_file
+from methods.training.config import CROP_MODES, PERCEPTUAL_LOSSES, TrainConfig, read_config_file
 from methods.training.trainer import CHECKPOINT_NAME
 
 #: Flags that map one-to-one onto config fields (flag dest -> field).
-_FLAG_FIELDS = ("arch", "data", "size", "steps", "batch_size", "seed", "device", "threads", "ema_decay",
+_FLAG_FIELDS = ("arch", "data", "size", "crop", "steps", "batch_size", "seed", "device", "threads", "ema_decay",
                 "perceptual", "perceptual_weights", "validation_count", "validation_every", "checkpoint_every")
 #: Fields a resumed run may change: where and how fast it runs, and how far.
 _RESUMABLE_FIELDS = {"steps", "device", "threads", "validation_every", "checkpoint_every"}
@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=("lama", "relama-cbam"), help="generator (default lama)")
     parser.add_argument("--data", help="folder of training images (a validation subset is held out of it)")
     parser.add_argument("--size", type=int, help="training side in pixels (default 64)")
+    parser.add_argument("--crop", choices=CROP_MODES,
+                        help="centre: shorter side resized to --size, centre square (default); random: random "
+                             "scale between --size and the image's own, random square")
     parser.add_argument("--config", type=Path, help="TOML (or config.json) with any TrainConfig fields")
     parser.add_argument("--init-from", metavar="lama=PATH",
                         help="start ReLaMa-CBAM from LaMa generator weights with fresh attention")

@@ -15,6 +15,10 @@ from masks.io import atomic_write_bytes
 ARCH_KINDS = {"lama": "ffc_resnet", "relama-cbam": "ffc_resnet_cbam"}
 #: Perceptual losses by config name.
 PERCEPTUAL_LOSSES = ("resnet_pl", "vgg16", "none")
+#: How a training sample is cut from its image: ``centre`` resizes the shorter side to ``size`` and
+#: takes the centre square; ``random`` resizes the shorter side to a random length between ``size``
+#: and the image's own (never upscaling) and takes a random square, LaMa-style scale and crop jitter.
+CROP_MODES = ("centre", "random")
 
 
 @dataclass
@@ -30,6 +34,7 @@ class TrainConfig:
     arch: str = "lama"
     data: str = ""
     size: int = 64
+    crop: str = "centre"
     steps: int = 1000
     batch_size: int = 8
     micro_batches: int = 1
@@ -62,6 +67,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCH_KINDS:
             raise ValueError(f"unknown architecture {self.arch!r}; use one of {', '.join(ARCH_KINDS)}")
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"unknown crop mode {self.crop!r}; use one of {', '.join(CROP_MODES)}")
         if self.perceptual not in PERCEPTUAL_LOSSES:
             raise ValueError(f"unknown perceptual loss {self.perceptual!r}; use one of {', '.join(PERCEPTUAL_LOSSES)}")
         if self.size % (2 ** self.n_downsampling) or self.size < 2 * 2 ** self.n_downsampling:
@@ -75,11 +82,15 @@ class TrainConfig:
         if self.init_from_lama and self.arch != "relama-cbam":
             raise ValueError("init_from_lama starts ReLaMa-CBAM from LaMa weights; use it with arch 'relama-cbam'")
 
-    def generator_config(self) -> dict[str, Any]:
-        """Reference-style generator section (``methods.nets.configs.build_generator`` input)."""
+    def generator_config(self, arch: str | None = None) -> dict[str, Any]:
+        """Reference-style generator section (``methods.nets.configs.build_generator`` input).
+
+        ``arch`` overrides the run's architecture (same widths and depth), e.g. ``"lama"`` for the
+        attention-free twin whose weights every ReLaMa-CBAM run starts from.
+        """
         flat = {"ratio_gin": 0, "ratio_gout": 0, "enable_lfu": False}
         return {
-            "kind": ARCH_KINDS[self.arch],
+            "kind": ARCH_KINDS[arch or self.arch],
             "input_nc": 4,
             "output_nc": 3,
             "ngf": self.ngf,

@@ -19,8 +19,9 @@ import torch
 from methods.training.masks import sample_rng, training_mask
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-#: Stream ids of `sample_rng`.
-TRAIN_STREAM, VALIDATION_STREAM = 0, 1
+#: Stream ids of `sample_rng`; crops draw from their own stream so that the flips and masks of a
+#: sample are the same whichever crop mode runs.
+TRAIN_STREAM, VALIDATION_STREAM, CROP_STREAM = 0, 1, 2
 
 
 def list_images(folder: Path | str) -> list[Path]:
@@ -50,12 +51,36 @@ def split_validation(files: Sequence[Path], count: int, seed: int = 0) -> tuple[
     return train, validation
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """RGB uint8 ``size x size``: the shorter side resized to ``size``, then a centred square crop."""
+def read_rgb(path: Path) -> np.ndarray:
+    """RGB uint8 ``H x W x 3`` of an image file."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"cannot read image {path}; remove it from the training folder")
-    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``size x size`` square at a random scale of ``image`` (RGB uint8 ``H x W x 3``).
+
+    The shorter side is resized to a length drawn uniformly from ``[size, shorter side]`` (so the
+    image is never upscaled unless it is smaller than ``size``), then a square is cut at a uniformly
+    drawn position: both the scale and the position vary from sample to sample.
+    """
+    height, width = image.shape[:2]
+    shorter = min(height, width)
+    target = int(rng.integers(size, max(size, shorter) + 1))
+    if target != shorter:
+        scale = target / shorter
+        new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+        image = cv2.resize(image, new_size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    top = int(rng.integers(0, image.shape[0] - size + 1))
+    left = int(rng.integers(0, image.shape[1] - size + 1))
+    return np.ascontiguousarray(image[top:top + size, left:left + size])
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """RGB uint8 ``size x size``: the shorter side resized to ``size``, then a centred square crop."""
+    image = read_rgb(path)
     height, width = image.shape[:2]
     if (height, width) != (size, size):
         scale = size / min(height, width)
@@ -107,13 +132,15 @@ class TrainingBatches:
     batch_size : int
         Global batch (all processes together).
     seed : int
-        Seed of the data order, masks and flips.
+        Seed of the data order, crops, masks and flips.
     rank, world_size : int
         This process and the process count; ``batch_size`` must be divisible by ``world_size``.
+    crop : {"centre", "random"}
+        How a sample is cut from its image (`methods.training.config.CROP_MODES`).
     """
 
     def __init__(self, files: Sequence[Path], size: int, batch_size: int, seed: int, *, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, crop: str = "centre") -> None:
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by the {world_size} processes")
         self.files = list(files)
@@ -122,6 +149,7 @@ class TrainingBatches:
         self.seed = seed
         self.local_batch = batch_size // world_size
         self.rank = rank
+        self.crop = crop
         self.order = StepOrder(len(self.files), seed)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +158,11 @@ class TrainingBatches:
         images, masks = [], []
         for counter in range(first, first + self.local_batch):
             rng = sample_rng(self.seed, TRAIN_STREAM, counter)
-            image = load_image(self.files[self.order.index(counter)], self.size)
+            path = self.files[self.order.index(counter)]
+            if self.crop == "random":
+                image = random_crop(read_rgb(path), self.size, sample_rng(self.seed, CROP_STREAM, counter))
+            else:
+                image = load_image(path, self.size)
             if rng.random() < 0.5:
                 image = image[:, ::-1]
             images.append(image)

@@ -43,6 +43,8 @@ LOSS_COLUMNS = ("step", "wall_s", "generator", "l1", "adversarial", "feature_mat
                 "discriminator", "d_real", "d_fake", "r1")
 #: Seed of the held-out split and of the validation masks, shared by every run on the same folder.
 VALIDATION_SEED = 0
+#: Added to the run's seed for the attention weights of ReLaMa-CBAM, drawn from their own generator.
+ATTENTION_SEED_OFFSET = 104_729
 
 #: ``lpips(predicted, target)`` on ``N x 3 x H x W`` tensors in [0, 1] -> per-image distances.
 LPIPSFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -80,6 +82,30 @@ def _optimizer_state(prefix: str, tensors: Mapping[str, torch.Tensor], groups: s
             index, name = key[len(prefix) + 1:].split(".", 1)
             state.setdefault(int(index), {})[name] = value
     return {"state": state, "param_groups": json.loads(groups)}
+
+
+def initial_generator(config: TrainConfig) -> nn.Module:
+    """The generator at step 0: every parameter LaMa shares with ReLaMa-CBAM starts from the same values.
+
+    The attention-free generator is drawn from the global torch generator (seeded by the caller);
+    for ReLaMa-CBAM its state is copied into the attention model, whose own attention weights come
+    from a separate generator seeded with ``config.seed + ATTENTION_SEED_OFFSET``. The global
+    generator therefore advances identically for both architectures, so the discriminator built
+    next is identical too: an architecture comparison is not confounded by initialisation.
+    """
+    shared = build_generator(config.generator_config("lama"))
+    if config.arch == "lama":
+        return shared
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + ATTENTION_SEED_OFFSET)
+        generator = build_generator(config.generator_config())
+    state = generator.state_dict()
+    missing = sorted(set(shared.state_dict()) - set(state))
+    if missing:
+        raise ValueError(f"{config.arch} lacks LaMa parameters {missing[:3]}: cannot share its initialisation")
+    state.update(shared.state_dict())
+    generator.load_state_dict(state, strict=True)
+    return generator
 
 
 class Trainer:
@@ -125,11 +151,11 @@ class Trainer:
         files = list_images(config.data)
         train_files, validation_files = split_validation(files, config.validation_count, VALIDATION_SEED)
         self.batches = TrainingBatches(train_files, config.size, config.batch_size, config.seed,
-                                       rank=self.rank, world_size=self.world_size)
+                                       rank=self.rank, world_size=self.world_size, crop=config.crop)
         self.validation_files = validation_files
 
         torch.manual_seed(config.seed)
-        self.generator = build_generator(config.generator_config()).to(self.device)
+        self.generator = initial_generator(config).to(self.device)
         self.discriminator = build_discriminator(config.discriminator_config()).to(self.device)
         if initial_generator_state is not None:
             self.generator.load_state_dict(dict(initial_generator_state), strict=True)
