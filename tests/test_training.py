@@ -18,7 +18,7 @@ from methods.training.config import TrainConfig, read_config_file
 from methods.training.data import StepOrder, TrainingBatches, random_crop, split_validation
 from methods.training.masks import REFERENCE_SIDE, sample_rng, training_mask
 from methods.training.quality import psnr, ssim
-from methods.training.trainer import CHECKPOINT_NAME, LOSS_LOG, VALIDATION_LOG, Trainer, initial_generator
+from methods.training.trainer import CHECKPOINT_NAME, LOSS_LOG, VALIDATION_LOG, Trainer, build_initial_generator
 from training_helpers import make_image_folder, tiny_config
 
 
@@ -290,11 +290,11 @@ def test_lama_and_relama_cbam_start_from_the_same_shared_weights(image_folder, t
 def test_initial_lama_generator_is_the_seeded_default(image_folder):
     config = tiny_config(image_folder)
     torch.manual_seed(3)
-    first = initial_generator(TrainConfig(**{**config.to_dict(), "seed": 3}))
+    first = build_initial_generator(TrainConfig(**{**config.to_dict(), "seed": 3}))
     torch.manual_seed(3)
-    again = initial_generator(TrainConfig(**{**config.to_dict(), "seed": 3}))
+    again = build_initial_generator(TrainConfig(**{**config.to_dict(), "seed": 3}))
     torch.manual_seed(4)
-    other = initial_generator(TrainConfig(**{**config.to_dict(), "seed": 4}))
+    other = build_initial_generator(TrainConfig(**{**config.to_dict(), "seed": 4}))
     first_state, other_state = first.state_dict(), other.state_dict()
     assert all(torch.equal(value, again.state_dict()[key]) for key, value in first_state.items())
     assert not all(torch.equal(value, other_state[key]) for key, value in first_state.items())

@@ -84,7 +84,7 @@ def _optimizer_state(prefix: str, tensors: Mapping[str, torch.Tensor], groups: s
     return {"state": state, "param_groups": json.loads(groups)}
 
 
-def initial_generator(config: TrainConfig) -> nn.Module:
+def build_initial_generator(config: TrainConfig) -> nn.Module:
     """The generator at step 0: every parameter LaMa shares with ReLaMa-CBAM starts from the same values.
 
     The attention-free generator is drawn from the global torch generator (seeded by the caller);
@@ -155,7 +155,7 @@ class Trainer:
         self.validation_files = validation_files
 
         torch.manual_seed(config.seed)
-        self.generator = initial_generator(config).to(self.device)
+        self.generator = build_initial_generator(config).to(self.device)
         self.discriminator = build_discriminator(config.discriminator_config()).to(self.device)
         if initial_generator_state is not None:
             self.generator.load_state_dict(dict(initial_generator_state), strict=True)
