@@ -53,6 +53,10 @@ class Resolution:
         return "any size"
 
 
+#: What a user can declare their data to be (``--data-domain``); ``photos`` is any natural photograph.
+DATA_DOMAINS = ("photos", "faces")
+
+
 class MethodUnavailable(RuntimeError):
     """A method cannot run here (weights missing, optional dependency absent); the message says why."""
 
@@ -152,6 +156,19 @@ class Inpainter(abc.ABC):
     summary: ClassVar[str] = ""
     #: False for methods too slow for the default run; they run when named in ``--methods``.
     in_default_run: ClassVar[bool] = True
+    #: The kind of data (one of `DATA_DOMAINS`) whose default run includes the method; empty: any data.
+    #: A face model is meaningless on landscapes, so it joins the default run only on declared faces.
+    data_domain: ClassVar[str] = ""
+
+    @classmethod
+    def default_run_reason(cls, domain: str) -> str | None:
+        """Why the method is left out of the default run on data of ``domain``, or ``None`` when it is in."""
+        if not cls.in_default_run:
+            return "too slow for the default run; runs when named in --methods"
+        if cls.data_domain and cls.data_domain != domain:
+            return (f"a {cls.data_domain} model; runs when named in --methods or with "
+                    f"--data-domain {cls.data_domain}")
+        return None
 
     @classmethod
     def unavailable_reason(cls, weights: Path | None) -> str | None:

@@ -1,10 +1,17 @@
 """Compact LaMa and ReLaMa-CBAM trained by this suite (``relama-bench train``), shipped with the package.
 
-Both were trained on CelebA-HQ faces at 64x64 with the same width, depth, seed, data order, masks and
-steps; they differ only by the attention (model cards: ``methods/data/*.md``). They run at their
-native 64x64 on any input: the image and mask are downscaled, the hole is filled at 64x64, the filled
-result is upscaled, and only the hole pixels are taken from it, so known pixels keep their full
-resolution. Outside faces (their training domain) their output is not meaningful.
+Two pairs ship; within a pair the twins share width, depth, seed, initial shared weights (scenes),
+data order, masks and steps, and differ only by the attention (model cards: ``methods/data/*.md``).
+
+* ``*-celebahq64``: CelebA-HQ faces at 64x64. They run at their native 64x64 on any input: the image
+  and mask are downscaled, the hole is filled at 64x64, the filled result is upscaled, and only the
+  hole pixels are taken from it. Outside faces their output is not meaningful, so they join the
+  default run only on data declared as faces.
+* ``*-scenes``: natural-scene photographs (``scenes/train``, random 128x128 crops at random scales).
+  Fourier convolutions make them usable at any size; their rule (``working_side``, chosen by
+  measurement on ``scenes/test``, see the model cards) is stated on the classes below.
+
+In every case known pixels keep their full resolution (only hole pixels come from the network).
 """
 
 from __future__ import annotations
@@ -36,12 +43,14 @@ def shipped_record(file_name: str, size_bytes: int, sha256: str) -> WeightsRecor
     )
 
 
-class _ShippedFourierInpainter(FourierInpainter):
-    """A shipped compact generator run at its native size with full-resolution compositing."""
+#: Shorter side the scene models work at by default: 0 = the image's own size (measured on scenes/test,
+#: see methods/data/lama_scenes.md).
+SCENES_WORKING_SIDE = 0
 
-    native_size: ClassVar[int] = 64
-    training_domain = "CelebA-HQ faces 64x64"
-    resolution = Resolution("native", 64)
+
+class _ShippedFourierInpainter(FourierInpainter):
+    """A compact generator trained by this suite whose weights ship in ``methods/data``."""
+
     in_default_run = True
     # The compact configuration is read from the shipped file; there is no released one to randomise.
     can_use_random_weights = False
@@ -70,6 +79,20 @@ class _ShippedFourierInpainter(FourierInpainter):
         super().__init__(weights if weights is not None else self.weights_record.default_path(), device=device,
                          optimize=optimize, batch_size=batch_size, precision=precision)
 
+    def describe(self) -> dict[str, str]:
+        facts = super().describe()
+        facts["training domain"] = self.training_domain
+        return facts
+
+
+class _FaceModel(_ShippedFourierInpainter):
+    """A face model run at its native size with full-resolution compositing."""
+
+    native_size: ClassVar[int] = 64
+    training_domain = "CelebA-HQ faces 64x64"
+    data_domain = "faces"
+    resolution = Resolution("native", 64)
+
     def _run(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:
         height, width = images[0].shape[:2]
         native = (self.native_size, self.native_size)
@@ -85,14 +108,13 @@ class _ShippedFourierInpainter(FourierInpainter):
 
     def describe(self) -> dict[str, str]:
         facts = super().describe()
-        facts["training domain"] = self.training_domain
         facts["native resolution"] = (f"{self.native_size}x{self.native_size} (inputs are downscaled, the filled "
                                       "hole upscaled and composited)")
         return facts
 
 
 @register_method
-class LaMaCelebAHQ64(_ShippedFourierInpainter):
+class LaMaCelebAHQ64(_FaceModel):
     name = "lama-celebahq64"
     summary = "compact LaMa trained by relama-bench on CelebA-HQ faces at 64x64 (ships with the package)"
     generator_kind = "ffc_resnet"
@@ -101,9 +123,67 @@ class LaMaCelebAHQ64(_ShippedFourierInpainter):
 
 
 @register_method
-class ReLaMaCBAMCelebAHQ64(_ShippedFourierInpainter):
+class ReLaMaCBAMCelebAHQ64(_FaceModel):
     name = "relama-cbam-celebahq64"
     summary = "compact ReLaMa-CBAM trained by relama-bench on CelebA-HQ faces at 64x64 (ships with the package)"
     generator_kind = "ffc_resnet_cbam"
     weights_record = shipped_record("relama_cbam_celebahq64.safetensors", 3637764,
                                     "934bb9089824a24fd3e52b0778aa7492ad7d9fa93b2121ea574c0bea4938578e")
+
+
+class _SceneModel(_ShippedFourierInpainter):
+    """A natural-scene model: at most ``working_side`` pixels on the shorter side, any aspect ratio.
+
+    An image whose shorter side exceeds ``working_side`` is downscaled (aspect ratio kept) so that its
+    shorter side is ``working_side``, filled there, and the filled result is upscaled (bicubic); only
+    its hole pixels are kept. Smaller images, and ``working_side = 0``, run at the image's own size
+    (padded to a multiple of 8).
+    """
+
+    training_domain = "natural-scene photographs (scenes/train, 128x128 random crops)"
+    resolution = Resolution("modulo", 8)
+    #: Shorter side the network works at by default (see the model card for the measurement).
+    default_working_side: ClassVar[int] = SCENES_WORKING_SIDE
+    options = {
+        **_ShippedFourierInpainter.options,
+        "working_side": Option(int, "largest shorter side the network works at (0: the image's own size)",
+                               minimum=0),
+    }
+
+    def __init__(self, weights: Path | str | None = None, *, device: str | torch.device | None = None,
+                 optimize: bool = True, batch_size: int = 16, working_side: int | None = None) -> None:
+        """
+        Parameters
+        ----------
+        weights, device, optimize, batch_size
+            As for the face models.
+        working_side : int, optional
+            Largest shorter side the network works at; 0 = the image's own size. Default:
+            `default_working_side`.
+        """
+        side = self.default_working_side if working_side is None else working_side
+        if side and side < 32:
+            raise ValueError(f"working_side must be 0 or at least 32, got {side}")
+        super().__init__(weights, device=device, optimize=optimize, batch_size=batch_size)
+        self.working_side = side
+
+    def _run(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:
+        height, width = images[0].shape[:2]
+        if not self.working_side or min(height, width) <= self.working_side:
+            return super()._run(images, masks)
+        scale = self.working_side / min(height, width)
+        working = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2 order
+        small = super()._run([resize_image(image, working) for image in images],
+                             [resize_mask(mask, working) for mask in masks])
+        results = []
+        for image, mask, filled in zip(images, masks, small):
+            upscaled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC)
+            results.append(np.where(mask[..., None], upscaled, image))
+        return results
+
+    def describe(self) -> dict[str, str]:
+        facts = super().describe()
+        facts["working resolution"] = (f"shorter side at most {self.working_side} px (larger inputs are downscaled, "
+                                       "the filled hole upscaled and composited)" if self.working_side
+                                       else "the image's own size")
+        return facts

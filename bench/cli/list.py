@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from bench.cli.options import parse_weights_options
 from bench.run.fetch import FetchedWeightsChanged, fetch_command, fetchable, fetched_weights
-from methods.registry import MethodInfo, available_methods
+from methods.registry import MethodInfo, available_methods, get_method_class
 from methods.weights_record import WeightsRecord
 
 
@@ -55,10 +55,17 @@ def _can_run(info: MethodInfo, changed: dict[str, str]) -> str:
     return f"no: {info.unavailable_reason}{hint}"
 
 
+def _default_run(name: str) -> str:
+    reason = get_method_class(name).default_run_reason("photos")
+    return "yes" if reason is None else f"no: {reason}"
+
+
 def run(args: argparse.Namespace) -> int:
     weights, changed = _default_weights(parse_weights_options(args.weights))
-    rows = [[info.name, info.family, info.resolution, weights_cell(info.weights), _can_run(info, changed), info.summary]
+    rows = [[info.name, info.family, info.resolution, weights_cell(info.weights), _can_run(info, changed),
+             _default_run(info.name), info.summary]
             for info in available_methods(weights)]
-    print(tabulate(rows, headers=["method", "family", "resolution", "--weights", "can run", "what it is"]))
+    print(tabulate(rows, headers=["method", "family", "resolution", "--weights", "can run",
+                                  "default run (photos)", "what it is"]))
     print("each method's weights (files, official source, licence, checks): relama-bench weights METHOD")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.errors import UserError
+from methods.base import DATA_DOMAINS
 from methods.registry import get_method_class, list_methods
 
 
@@ -24,9 +25,17 @@ def comma_list(value: str, option: str) -> list[str]:
     return unique
 
 
-def default_run_methods() -> list[str]:
-    """The methods a command runs when ``--methods`` is not given: those meant for the default run."""
-    return [name for name in list_methods() if get_method_class(name).in_default_run]
+def default_run_methods(domain: str = "photos") -> list[str]:
+    """The methods a command runs when ``--methods`` is not given: those meant for the default run on
+    data of ``domain`` (see `methods.base.DATA_DOMAINS`)."""
+    return [name for name in list_methods() if get_method_class(name).default_run_reason(domain) is None]
+
+
+def add_data_domain_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data-domain``: what the data is, which decides the default methods."""
+    parser.add_argument("--data-domain", choices=DATA_DOMAINS, default="photos",
+                        help="what the images are: photos (default) or faces; models trained on one domain "
+                             "join the default method list only on it (named methods always run)")
 
 
 def method_names(value: str | None, default: list[str]) -> list[str]:

@@ -16,8 +16,8 @@ from bench.report.build import build_report
 from bench.run import distributed
 from bench.run.plan import format_plan, plan_run, read_perf_table
 from bench.run.runner import USER_CASE, Runner, default_worker_count
-from bench.cli.options import (add_device_argument, comma_list, default_run_methods, method_names,
-                               parse_weights_options)
+from bench.cli.options import (add_data_domain_argument, add_device_argument, comma_list, default_run_methods,
+                               method_names, parse_weights_options)
 from bench.metrics.backbones import offline_from_environment
 from bench.metrics.pixel import DEFAULT_SSIM, SSIM_CONVENTIONS
 from bench.run.fetch import FetchedWeightsChanged, fetch_command, fetchable, fetched_weights
@@ -56,6 +56,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                           "meant for the default run, skipping those that cannot run here")
     run.add_argument("--data", type=Path, default=None,
                      help=f"folder of images; default: the embedded {DEFAULT_DATA_NAME}")
+    add_data_domain_argument(run)
     run.add_argument("--masks", type=Path, default=None,
                      help="folder of your own masks, one per image (STEM.png, white = hole, or labelme STEM.json); "
                           "replaces the generated cases with one case called 'user'")
@@ -120,7 +121,7 @@ def _check_range(option: str, value: int | None, low: int, high: int, meaning: s
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    methods = method_names(args.methods, default_run_methods())
+    methods = method_names(args.methods, default_run_methods(args.data_domain))
     protocols = parse_mask_protocols(args.masks_protocol)
     if args.masks is not None:
         if protocols:

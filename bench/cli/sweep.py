@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.cli.erf import arguments_hash
-from bench.cli.options import comma_list, default_run_methods, method_names, parse_weights_options
+from bench.cli.options import (add_data_domain_argument, comma_list, default_run_methods, method_names,
+                               parse_weights_options)
 from bench.errors import UserError
 from bench.run.data import load_images
 from bench.studies import sweeps
@@ -26,6 +27,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", action="append", default=[], metavar="METHOD=PATH",
                         help="weights of a deep method (repeatable)")
     parser.add_argument("--data", type=Path, default=None, help="folder of images; default: the embedded set")
+    add_data_domain_argument(parser)
     parser.add_argument("--images", type=int, default=4, help="number of images (default 4)")
     parser.add_argument("--cases", default="small,region,large", help="resolution sweep: comma-separated mask cases")
     parser.add_argument("--resolutions", default=",".join(map(str, sweeps.RESOLUTIONS)),
@@ -81,7 +83,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         unknown = [case for case in cases if case not in CASES]
         if unknown:
             raise UserError(f"unknown mask case {unknown[0]!r}: choose from {', '.join(CASES)}")
-        request = SweepRequest("resolution", method_names(args.methods, default_run_methods()),
+        request = SweepRequest("resolution", method_names(args.methods, default_run_methods(args.data_domain)),
                                _load_images(args, None), weights, args.data, args.seed, cases=cases,
                                resolutions=resolutions)
     else:
@@ -93,7 +95,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         if unknown or not shapes:
             raise UserError(f"unknown mask shape family {(unknown or [''])[0]!r}: "
                             f"choose from {', '.join(sweeps.SHAPES)}")
-        request = SweepRequest("area", method_names(args.methods, default_run_methods()),
+        request = SweepRequest("area", method_names(args.methods, default_run_methods(args.data_domain)),
                                _load_images(args, args.size), weights, args.data, args.seed, shapes=shapes,
                                fractions=fractions)
     markdown_path, html_path = sweep_study(request, out_dir, log=lambda message: print(f"sweep: {message}",
