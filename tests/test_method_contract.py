@@ -45,7 +45,7 @@ def _no_weights(folder: Path) -> None:
 #: Method name -> function making small weights for it in a folder (None: no weights or the shipped ones).
 SMALL_WEIGHTS: dict[str, Callable[[Path], Path | None]] = {
     **{name: _no_weights for name in ("telea", "ns", "fsr-fast", "fsr-best", "shiftmap", "biharmonic",
-                                      "lama-celebahq64", "relama-cbam-celebahq64")},
+                                      "lama-celebahq64", "relama-cbam-celebahq64", "lama-scenes", "relama-cbam-scenes")},
     "context-encoder": lambda folder: shared_path("golden", "context_encoder", "replica",
                                                   "replica_netG_streetview_small.pth"),
     "pluralistic": lambda folder: pluralistic_replica_folder(folder / "pluralistic"),

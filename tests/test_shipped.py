@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from bench.cli import main as cli_main
+from bench.cli.options import default_run_methods
 from methods import shipped, weights_record
 from methods.checkpoint import CheckpointError
 from methods.lama import save_generator
@@ -58,12 +62,67 @@ def test_describe_names_domain_and_native_resolution(tmp_path):
     assert facts["native resolution"].startswith("64x64")
 
 
-def test_registered_with_shipped_weights_and_in_the_default_run():
+def test_face_models_join_the_default_run_only_on_faces():
     for name in ("lama-celebahq64", "relama-cbam-celebahq64"):
         assert name in list_methods()
         cls = get_method_class(name)
         assert cls.weights_record.shipped and cls.in_default_run and cls.family.value == "fourier"
         assert cls.resolution.describe() == "runs at 64x64, resizes"
+        assert cls.default_run_reason("faces") is None
+        assert "--data-domain faces" in cls.default_run_reason("photos")
+    assert {"lama-scenes", "relama-cbam-scenes"} <= set(default_run_methods("photos"))
+    assert not {"lama-celebahq64", "relama-cbam-celebahq64"} & set(default_run_methods("photos"))
+    assert {"lama-celebahq64", "lama-scenes"} <= set(default_run_methods("faces"))
+
+
+def test_list_says_why_face_models_are_not_in_the_default_run(capsys):
+    assert cli_main(["list"]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("lama-celebahq64 "))
+    assert "no: a faces model" in line and "--data-domain faces" in line
+
+
+def test_run_with_data_domain_faces_runs_the_face_models(tmp_path):
+    data = tmp_path / "faces"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(data / "face.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    code = cli_main(["run", "--data", str(data), "--data-domain", "faces", "--cases", "region",
+                     "--no-learned-metrics", "--runs-dir", str(tmp_path / "runs"), "--workers", "1"])
+    assert code == 0
+    rows = pd.read_parquet(next((tmp_path / "runs").glob("*/rows.parquet")))
+    assert {"lama-celebahq64", "relama-cbam-celebahq64", "lama-scenes"} <= set(rows["method"])
+
+
+@pytest.mark.parametrize("cls, arch", [(shipped.LaMaScenes, "lama"), (shipped.ReLaMaCBAMScenes, "relama-cbam")])
+def test_scene_models_work_at_their_working_side_and_keep_known_pixels(tmp_path, cls, arch):
+    method = cls(_tiny_weights(tmp_path, arch), device="cpu")
+    assert method.working_side == shipped.SCENES_WORKING_SIDE == 128
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (150, 301, 3), dtype=np.uint8)
+    mask = np.zeros((150, 301), bool)
+    mask[0:60, 250:301] = True
+    result = method.inpaint(image, mask)
+    assert result.shape == image.shape and result.dtype == np.uint8
+    np.testing.assert_array_equal(result[~mask], image[~mask])
+    seen = []
+    original = shipped.FourierInpainter._run
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(shipped.FourierInpainter, "_run",
+                   lambda self, images, masks: seen.append(images[0].shape) or original(self, images, masks))
+    method.inpaint(image, mask)
+    own = cls(_tiny_weights(tmp_path, arch), device="cpu", working_side=0)
+    own.inpaint(image, mask)
+    small = image[:100, :120]
+    method.inpaint(small, mask[:100, :120])
+    monkey.undo()
+    assert seen == [(128, 257, 3), (150, 301, 3), (100, 120, 3)]
+
+
+def test_scene_model_working_side_is_validated(tmp_path):
+    with pytest.raises(ValueError, match="working_side"):
+        shipped.LaMaScenes(_tiny_weights(tmp_path, "lama"), device="cpu", working_side=8)
+    with pytest.raises(ValueError, match="working_side"):
+        create_method("lama-scenes", working_side=-1)
 
 
 def test_missing_shipped_file_makes_the_method_unavailable(tmp_path, monkeypatch):
@@ -86,7 +145,8 @@ def test_wrong_architecture_is_refused(tmp_path):
         shipped.ReLaMaCBAMCelebAHQ64(_tiny_weights(tmp_path, "lama"), device="cpu")
 
 
-@pytest.mark.parametrize("cls", [shipped.LaMaCelebAHQ64, shipped.ReLaMaCBAMCelebAHQ64])
+@pytest.mark.parametrize("cls", [shipped.LaMaCelebAHQ64, shipped.ReLaMaCBAMCelebAHQ64, shipped.LaMaScenes,
+                                 shipped.ReLaMaCBAMScenes])
 def test_the_shipped_weights_load_and_have_a_model_card(cls):
     path = cls.weights_record.default_path()
     assert path.stat().st_size < 20e6
