@@ -151,11 +151,12 @@ class _SceneModel(_ShippedFourierInpainter):
     }
 
     def __init__(self, weights: Path | str | None = None, *, device: str | torch.device | None = None,
-                 optimize: bool = True, batch_size: int = 16, working_side: int | None = None) -> None:
+                 optimize: bool = True, batch_size: int = 16, precision: str = "fp32",
+                 working_side: int | None = None) -> None:
         """
         Parameters
         ----------
-        weights, device, optimize, batch_size
+        weights, device, optimize, batch_size, precision
             As for the face models.
         working_side : int, optional
             Largest shorter side the network works at; 0 = the image's own size. Default:
@@ -164,7 +165,7 @@ class _SceneModel(_ShippedFourierInpainter):
         side = self.default_working_side if working_side is None else working_side
         if side and side < 32:
             raise ValueError(f"working_side must be 0 or at least 32, got {side}")
-        super().__init__(weights, device=device, optimize=optimize, batch_size=batch_size)
+        super().__init__(weights, device=device, optimize=optimize, batch_size=batch_size, precision=precision)
         self.working_side = side
 
     def _run(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:

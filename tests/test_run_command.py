@@ -175,9 +175,10 @@ def test_shipped_models_run_by_default_with_their_domain_next_to_their_rows(tmp_
     assert main(["run", "--data", str(data), "--cases", "region", "--runs-dir", str(tmp_path / "runs"),
                  "--no-progress", "--no-learned-metrics"]) == 0
     rows = pd.read_parquet(tmp_path / "runs" / "latest" / "rows.parquet")
-    assert {"lama-celebahq64", "relama-cbam-celebahq64", "telea"} <= set(rows["method"])
+    assert {"lama-scenes", "relama-cbam-scenes", "telea"} <= set(rows["method"])
+    assert not {"lama-celebahq64", "relama-cbam-celebahq64"} & set(rows["method"])
     report = (tmp_path / "runs" / "latest" / "report.md").read_text()
-    assert "| lama-celebahq64 (trained on CelebA-HQ faces 64x64)" in report
+    assert "| lama-scenes (trained on natural-scene photographs" in report
 
 
 def _tiny_run(tmp_path, *argv, images=1):
