@@ -154,8 +154,11 @@ class Inpainter(abc.ABC):
     stochastic: ClassVar[bool] = False
     #: One line shown in `relama-bench list`.
     summary: ClassVar[str] = ""
-    #: False for methods too slow for the default run; they run when named in ``--methods``.
+    #: False for methods left out of the default run (`default_run_exclusion` says why); they run when
+    #: named in ``--methods``.
     in_default_run: ClassVar[bool] = True
+    #: Why the method is not in the default run, when `in_default_run` is False.
+    default_run_exclusion: ClassVar[str] = "too slow for the default run"
     #: The kind of data (one of `DATA_DOMAINS`) whose default run includes the method; empty: any data.
     #: A face model is meaningless on landscapes, so it joins the default run only on declared faces.
     data_domain: ClassVar[str] = ""
@@ -164,7 +167,7 @@ class Inpainter(abc.ABC):
     def default_run_reason(cls, domain: str) -> str | None:
         """Why the method is left out of the default run on data of ``domain``, or ``None`` when it is in."""
         if not cls.in_default_run:
-            return "too slow for the default run; runs when named in --methods"
+            return f"{cls.default_run_exclusion}; runs when named in --methods"
         if cls.data_domain and cls.data_domain != domain:
             return (f"a {cls.data_domain} model; runs when named in --methods or with "
                     f"--data-domain {cls.data_domain}")
