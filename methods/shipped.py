@@ -80,6 +80,18 @@ class _ShippedFourierInpainter(FourierInpainter):
         super().__init__(weights if weights is not None else self.weights_record.default_path(), device=device,
                          optimize=optimize, batch_size=batch_size, precision=precision)
 
+    def _fill_at_size(self, images: list[np.ndarray], masks: list[np.ndarray],
+                      working: tuple[int, int]) -> list[np.ndarray]:
+        """Fill the holes at ``working`` (width, height; cv2 order), upscale the fill (bicubic) and take
+        only its hole pixels, so known pixels keep their full resolution."""
+        height, width = images[0].shape[:2]
+        if (width, height) == working:
+            return FourierInpainter._run(self, images, masks)
+        small = FourierInpainter._run(self, [resize_image(image, working) for image in images],
+                                      [resize_mask(mask, working) for mask in masks])
+        return [np.where(mask[..., None], cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC), image)
+                for image, mask, filled in zip(images, masks, small)]
+
     def describe(self) -> dict[str, str]:
         facts = super().describe()
         facts["training domain"] = self.training_domain
@@ -95,17 +107,7 @@ class _FaceModel(_ShippedFourierInpainter):
     resolution = Resolution("native", 64)
 
     def _run(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:
-        height, width = images[0].shape[:2]
-        native = (self.native_size, self.native_size)
-        if (height, width) == native:
-            return super()._run(images, masks)
-        small = super()._run([resize_image(image, native) for image in images],
-                             [resize_mask(mask, native) for mask in masks])
-        results = []
-        for image, mask, filled in zip(images, masks, small):
-            upscaled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC)
-            results.append(np.where(mask[..., None], upscaled, image))
-        return results
+        return self._fill_at_size(images, masks, (self.native_size, self.native_size))
 
     def describe(self) -> dict[str, str]:
         facts = super().describe()
@@ -178,14 +180,7 @@ class _SceneModel(_ShippedFourierInpainter):
         if not self.working_side or min(height, width) <= self.working_side:
             return super()._run(images, masks)
         scale = self.working_side / min(height, width)
-        working = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2 order
-        small = super()._run([resize_image(image, working) for image in images],
-                             [resize_mask(mask, working) for mask in masks])
-        results = []
-        for image, mask, filled in zip(images, masks, small):
-            upscaled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC)
-            results.append(np.where(mask[..., None], upscaled, image))
-        return results
+        return self._fill_at_size(images, masks, (max(1, round(width * scale)), max(1, round(height * scale))))
 
     def describe(self) -> dict[str, str]:
         facts = super().describe()
