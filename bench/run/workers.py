@@ -72,7 +72,6 @@ def _call(function: Callable[[Item], object], item: Item) -> object:
 
 
 def _stop(pool: ProcessPoolExecutor, workers: Iterable[multiprocessing.process.BaseProcess]) -> None:
-    pool.shutdown(wait=False, cancel_futures=True)
     workers = list(workers)
     for worker in workers:
         worker.terminate()
@@ -82,6 +81,9 @@ def _stop(pool: ProcessPoolExecutor, workers: Iterable[multiprocessing.process.B
         if worker.is_alive():
             worker.kill()
             worker.join()
+    # With its workers dead the pool's manager thread fails the queued jobs and ends. It reaps the
+    # workers too, so only waiting for it (a blocking shutdown) guarantees none is left half-reaped.
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_parallel(function: Callable[[Item], object], items: list[Item], workers: int,
