@@ -146,6 +146,9 @@ class Inpainter(abc.ABC):
     can_use_random_weights: ClassVar[bool] = False
     #: True when `erf_network` exposes the network for effective-receptive-field analysis.
     has_erf_network: ClassVar[bool] = False
+    #: True when the ``optimize`` option set to false runs the network as the reference code does (no
+    #: inference rewrites), so a timing study can measure both paths in one run.
+    has_reference_path: ClassVar[bool] = False
     #: The data the weights were trained on, when outputs outside it are not meaningful; empty otherwise.
     training_domain: ClassVar[str] = ""
     #: True when `sample` draws several different completions.

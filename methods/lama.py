@@ -395,6 +395,7 @@ class FourierInpainter(Inpainter):
     devices = ("cpu", "cuda")
     can_use_random_weights = True
     has_erf_network = True
+    has_reference_path = True
     options = {
         "optimize": Option(bool, "fold BatchNorm, channels-last, inference_mode; false runs the network as trained"),
         "working_size": Option(int, "run at this fixed square size (a multiple of 8); none: the input size",
