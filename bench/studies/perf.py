@@ -6,7 +6,8 @@ what ran before it. Memory comes from the worker's first call at that size: on t
 peak resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs`` just before the call, so
 it includes the loaded weights) and the forward working set (that peak minus the resident set before
 the call); on CUDA ``torch.cuda.max_memory_allocated``. Where the reset is impossible, the lifetime
-``ru_maxrss`` is used and labelled. Workers of NumPy/OpenCV methods never import torch, so their
+``ru_maxrss`` is used and labelled. Memory that loading freed goes back to the system first (glibc
+``malloc_trim``), so it neither counts as loaded nor hides part of the working set. Workers of NumPy/OpenCV methods never import torch, so their
 memory is theirs alone.
 
 Timing then runs in interleaved rounds: one call of each method per round, the workers taking turns
@@ -18,6 +19,7 @@ the time limit stops that method's worker and its row says so; an interrupt kill
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import multiprocessing
 import os
@@ -116,6 +118,19 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def return_free_heap() -> None:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere nothing happens).
+
+    Building a method frees memory (a checkpoint read, a weight copy folded away) that the allocator
+    keeps; left there, it would count as loaded memory and hide part of the first call's working set,
+    which would reuse it.
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def resident_mb() -> float:
     """This process's resident set in MiB (NaN where ``/proc`` does not say)."""
     kb = _status_kb("VmRSS")
@@ -163,7 +178,7 @@ def unavailable_for_perf(cls: type[Inpainter], weights: Path | None, random_weig
     if reason is None or (random_weights and weights is None and cls.can_use_random_weights):
         return None
     if random_weights and weights is None:
-        return (f"weights missing and it has no random-weights mode; pass --weights {cls.name}=PATH")
+        return f"weights missing and it has no random-weights mode; pass --weights {cls.name}=PATH"
     return reason
 
 
@@ -178,10 +193,13 @@ def build_class_for_perf(cls: type[Inpainter], weights: Path | None, random_weig
     if cls.unavailable_reason(weights) is not None:
         method = cls.with_random_weights(device=resolve_device(cls, device), **cls.check_options(options))
         return method, RANDOM_WEIGHTS_LABEL
-    source = cls.weights_source(weights)
-    record = cls.weights_record
-    label = ("none needed" if source is None else
-             record.shipped if weights is None and record is not None and record.shipped else source.name)
+    record, source = cls.weights_record, cls.weights_source(weights)
+    if source is None:
+        label = "none needed"
+    elif weights is None and record is not None and record.shipped:
+        label = record.shipped
+    else:
+        label = source.name
     return _construct(cls, weights, device, options), label
 
 
@@ -213,6 +231,7 @@ def perf_worker(connection: Connection, entry: PerfEntry, weights: Path | None, 
         connection.send(("unavailable", str(reason)))
         return
     method_device = str(method.device) if entry.method.devices else "cpu"
+    return_free_heap()
     connection.send(("ready", weights_label, method_device, resident_mb()))
     image, mask = synthetic_pair(size)
 
@@ -346,7 +365,8 @@ def measure_size(entries: list[PerfEntry], size: int, *, weights: dict[str, Path
             worker.kill()
     for label, row in rows.items():
         if times[label]:
-            row.median_ms, row.min_ms, row.rounds = statistics.median(times[label]), min(times[label]), len(times[label])
+            row.median_ms, row.min_ms = statistics.median(times[label]), min(times[label])
+            row.rounds = len(times[label])
     return list(rows.values())
 
 
@@ -363,8 +383,9 @@ def perf_entries(names: Iterable[str], precision: str, reference_path: bool) -> 
     """What to measure, and a note for each method that cannot honour ``precision``.
 
     Each method runs at ``precision`` where it declares it (otherwise in its only precision, and a
-    note says so for torch methods; NumPy/OpenCV code has no precision choice); with ``reference_path``, methods that declare `Inpainter.has_reference_path` also
-    get an entry for their reference-equivalent path, which is fp32 as the reference code is.
+    note says so for torch methods; NumPy/OpenCV code has no precision choice). With
+    ``reference_path``, methods that declare `Inpainter.has_reference_path` also get an entry for
+    their reference-equivalent path, which is fp32 as the reference code is.
 
     Raises
     ------
