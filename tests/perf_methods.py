@@ -67,3 +67,14 @@ class Failing(Inpainter):
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, *, seed: int | None = None) -> np.ndarray:
         raise RuntimeError("out of patience\nsecond line")
+
+
+class Unloadable(Inpainter):
+    name = "test-perf-unloadable"
+    family = Family.TRADITIONAL
+
+    def __init__(self) -> None:
+        raise RuntimeError("broken install\nsecond line")
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray, *, seed: int | None = None) -> np.ndarray:
+        return image.copy()

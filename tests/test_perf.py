@@ -18,7 +18,7 @@ from bench.cli.app import main
 from bench.studies.perf import (NO_PRECISION, RANDOM_WEIGHTS_LABEL, REFERENCE_SUFFIX, PerfEntry, PerfRow,
                                 build_for_perf, measure_peak_memory, perf_entries, perf_study, synthetic_pair)
 from methods.base import MethodUnavailable
-from perf_methods import ALLOCATION_MB, CALL_LOG, STARTED_MARKER, Allocating, Failing, Quiet, Sleeping
+from perf_methods import ALLOCATION_MB, CALL_LOG, STARTED_MARKER, Allocating, Failing, Quiet, Sleeping, Unloadable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
@@ -54,6 +54,13 @@ def test_rows_of_a_tiny_method_set_are_interleaved_rounds_with_threads_and_preci
     assert 0 <= quiet.min_ms <= quiet.median_ms and quiet.weights == "none needed" and quiet.device == "cpu"
     failing = rows["test-perf-failing"]
     assert failing.note == "RuntimeError: out of patience" and failing.rounds == 0
+
+
+def test_a_method_that_fails_to_load_is_skipped_with_why() -> None:
+    entries = [PerfEntry(Unloadable, Unloadable.name, {}, NO_PRECISION)]
+    study = perf_study(entries, {}, [32], repeats=1, warmup=0, random_weights=False, threads=1)
+    assert study.rows == []
+    assert study.skipped == ["test-perf-unloadable at 32x32: RuntimeError: broken install"]
 
 
 def test_timing_rounds_take_turns_and_the_first_of_a_round_rotates(tmp_path, monkeypatch) -> None:

@@ -209,6 +209,11 @@ def build_for_perf(name: str, weights: dict[str, Path], random_weights: bool, de
     return build_class_for_perf(get_method_class(name), weights.get(name), random_weights, device, options)
 
 
+def _one_line(error: Exception) -> str:
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
 def perf_worker(connection: Connection, entry: PerfEntry, weights: Path | None, random_weights: bool,
                 device: str | None, threads: int, size: int, parent_pid: int) -> None:
     """Worker process: load one method, then answer ``"memory"``/``"time"`` requests until ``None``.
@@ -230,6 +235,9 @@ def perf_worker(connection: Connection, entry: PerfEntry, weights: Path | None, 
     except (MethodUnavailable, ValueError, OSError) as reason:
         connection.send(("unavailable", str(reason)))
         return
+    except Exception as error:  # a method that fails to load is reported as skipped, not raised here
+        connection.send(("unavailable", _one_line(error)))
+        return
     method_device = str(method.device) if entry.method.devices else "cpu"
     return_free_heap()
     connection.send(("ready", weights_label, method_device, resident_mb()))
@@ -247,8 +255,7 @@ def perf_worker(connection: Connection, entry: PerfEntry, weights: Path | None, 
                 run()
                 connection.send(("time", (time.perf_counter() - start) * 1000))
         except Exception as error:  # any failure of the method is reported in its row, not raised here
-            message = str(error).splitlines()[0] if str(error) else ""
-            connection.send(("error", f"{type(error).__name__}: {message}"))
+            connection.send(("error", _one_line(error)))
             return
 
 
