@@ -148,11 +148,16 @@ def create_method(name: str, weights: Path | str | None = None, *, device: str |
     ValueError
         An option the method does not declare, or a value outside its declared type or range.
     """
-    cls = get_method_class(name)
+    return build_method(get_method_class(name), weights, device=device, **options)
+
+
+def build_method(cls: type[Inpainter], weights: Path | str | None = None, *, device: str | None = None,
+                 **options: Any) -> Inpainter:
+    """Build an instance of the method class ``cls``, registered or not; see `create_method`."""
     weights_path = Path(weights) if weights is not None else None
     reason = cls.unavailable_reason(weights_path)
     if reason is not None:
-        raise MethodUnavailable(f"{name}: {reason}")
+        raise MethodUnavailable(f"{cls.name}: {reason}")
     arguments = cls.check_options(options)
     if cls.devices:
         arguments["device"] = resolve_device(cls, device)

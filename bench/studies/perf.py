@@ -38,7 +38,7 @@ from bench.errors import UserError
 from bench.run.rundir import write_text
 from bench.run.workers import initialise_worker
 from methods.base import Inpainter, MethodUnavailable
-from methods.registry import get_method_class, resolve_device
+from methods.registry import build_method, get_method_class, resolve_device
 
 DEFAULT_SIZES = (256, 512, 1024)
 RANDOM_WEIGHTS_LABEL = "random (timing only)"
@@ -159,19 +159,6 @@ def measure_peak_memory(run: Callable[[], object], device: str) -> tuple[float, 
     return peak_kb / 1024, float("nan"), "process lifetime max RSS (ru_maxrss, no reset)"
 
 
-def _construct(cls: type[Inpainter], weights: Path | None, device: str | None, options: dict[str, Any]) -> Inpainter:
-    # What `create_method` does for a registered name, for the class the parent handed over.
-    reason = cls.unavailable_reason(weights)
-    if reason is not None:
-        raise MethodUnavailable(f"{cls.name}: {reason}")
-    arguments = cls.check_options(options)
-    if cls.devices:
-        arguments["device"] = resolve_device(cls, device)
-    if cls.weights_record is not None:
-        arguments["weights"] = weights if weights is not None else cls.weights_record.default_path()
-    return cls(**arguments)
-
-
 def unavailable_for_perf(cls: type[Inpainter], weights: Path | None, random_weights: bool) -> str | None:
     """Why ``cls`` cannot be measured with ``weights`` (and the random-weights choice), or None when it can."""
     reason = cls.unavailable_reason(weights)
@@ -200,7 +187,7 @@ def build_class_for_perf(cls: type[Inpainter], weights: Path | None, random_weig
         label = record.shipped
     else:
         label = source.name
-    return _construct(cls, weights, device, options), label
+    return build_method(cls, weights, device=device, **options), label
 
 
 def build_for_perf(name: str, weights: dict[str, Path], random_weights: bool, device: str | None = None,
