@@ -2,15 +2,17 @@
 
 One run prints, for each input size:
 
-- the sustained convolution throughput of this machine (a large channels-last 3x3 convolution, fp32
-  and bf16), measured in the same timing rounds as the generators;
+- the sustained convolution throughput of this machine on the network's own dominant convolutions
+  (the bottleneck's 3x3 convolutions, channels-last, alone; fp32 and bf16) and, for comparison, on a
+  square 512 -> 512 3x3 convolution, measured in the same timing rounds as the generators;
 - for each path (``reference``: the generator as trained, BatchNorm separate, ``torch.no_grad``, as
   the reference's predict script runs it; ``fp32``: BatchNorm folded and the fused channels-last
   kernels of `methods.nets.ffc_fused`, ``torch.inference_mode``; ``bf16``: the same with weights
   stored in bf16, under CPU autocast, FFTs in float32 (as the adapter's ``precision="bf16"``); ``compiled``: ``torch.compile`` of the fp32 path, with ``--compile``)
-  its median time per forward pass, speed-up over the reference, GFLOP/s (convolution and matrix
-  FLOPs counted by ``torch.utils.flop_counter``), the fraction of the measured fp32 convolution
-  peak, and the largest output difference from the reference.
+  its median time per forward pass, speed-up over the reference and over fp32, GFLOP/s (convolution
+  and matrix FLOPs counted by ``torch.utils.flop_counter``), the fraction of the measured
+  convolution peak of its own type (bf16 against bf16), and the largest output difference from
+  the reference.
 
 All paths use the full big-lama configuration with the same random weights (BatchNorm statistics
 perturbed so that folding has something to get wrong) in one process, timed in alternating rounds
@@ -42,10 +44,11 @@ from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
 from methods.nets.configs import build_generator, generator_input
+from methods.nets.ffc_fused import FusedFFCResnetBlock
 from methods.nets.fold import prepare_for_inference
 
-#: The convolution whose speed stands for the machine's sustained peak: big-lama's bottleneck width.
-PEAK_CHANNELS, PEAK_SIDE = 512, 64
+#: A square convolution for comparison with the network's own: 512 -> 512 channels, 3x3, at 64x64.
+SQUARE_CHANNELS, SQUARE_SIDE = 512, 64
 
 
 def perturbed_generator(config: str) -> torch.nn.Module:
@@ -70,19 +73,37 @@ def counted_gflop(model: torch.nn.Module, batch: torch.Tensor) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def peak_convolution(dtype: torch.dtype) -> tuple[Callable[[], object], float]:
-    """A large channels-last 3x3 convolution in ``dtype`` and its GFLOP."""
+def bottleneck_shapes(fused: torch.nn.Module) -> list[tuple[int, int]]:
+    """``(out, in)`` channels of the 3x3 convolutions of the fused network's first residual block layer.
+
+    These are the network's dominant convolutions (about 70 % of its FLOPs in big-lama): the local
+    part's ``[l2l; l2g]`` convolution and the global part's ``g2l`` one.
+    """
+    layer = next(module for module in fused.modules() if isinstance(module, FusedFFCResnetBlock)).conv1
+    return [tuple(weight.shape[:2]) for weight in (layer.local_weight, layer.global_weight) if weight is not None]
+
+
+def peak_convolution(shapes: list[tuple[int, int]], side: int,
+                     dtype: torch.dtype) -> tuple[Callable[[], object], float]:
+    """Unpadded channels-last 3x3 convolutions of ``shapes`` on ``side + 2`` square inputs, and their GFLOP.
+
+    Given the network's bottleneck shapes and size, this is the speed the network's dominant
+    convolutions reach on their own (pre-padded inputs, as the fused network runs them): the
+    measured convolution peak the network's throughput is compared with.
+    """
     generator = torch.Generator().manual_seed(0)
-    data = torch.rand(1, PEAK_CHANNELS, PEAK_SIDE + 2, PEAK_SIDE + 2, generator=generator)
-    weight = torch.rand(PEAK_CHANNELS, PEAK_CHANNELS, 3, 3, generator=generator)
-    data = data.to(dtype).contiguous(memory_format=torch.channels_last)
-    weight = weight.to(dtype).contiguous(memory_format=torch.channels_last)
+    pairs = []
+    for out_channels, in_channels in shapes:
+        data = torch.rand(1, in_channels, side + 2, side + 2, generator=generator)
+        weight = torch.rand(out_channels, in_channels, 3, 3, generator=generator) - 0.5
+        pairs.append((data.to(dtype).contiguous(memory_format=torch.channels_last),
+                      weight.to(dtype).contiguous(memory_format=torch.channels_last)))
 
     def run() -> object:
         with torch.inference_mode():
-            return torch.conv2d(data, weight)
+            return [torch.conv2d(data, weight) for data, weight in pairs]
 
-    return run, 2 * 9 * PEAK_CHANNELS ** 2 * PEAK_SIDE ** 2 / 1e9
+    return run, sum(2 * 9 * out_channels * in_channels * side ** 2 for out_channels, in_channels in shapes) / 1e9
 
 
 def compare(config: str, size: int, repeats: int, compile_model: bool) -> tuple[list[list], dict[str, float]]:
@@ -127,7 +148,11 @@ def compare(config: str, size: int, repeats: int, compile_model: bool) -> tuple[
         paths["compiled"] = run_compiled
     expected = run_reference()
     differences = {name: (run() - expected).abs().max().item() for name, run in paths.items()}  # also warm-up
-    peaks = {"fp32": peak_convolution(torch.float32), "bf16": peak_convolution(torch.bfloat16)}
+    shapes, side = bottleneck_shapes(optimised), size // reference.size_multiple
+    square = [(SQUARE_CHANNELS, SQUARE_CHANNELS)]
+    peaks = {"fp32": peak_convolution(shapes, side, torch.float32),
+             "bf16": peak_convolution(shapes, side, torch.bfloat16),
+             "square fp32": peak_convolution(square, SQUARE_SIDE, torch.float32)}
     for run, _ in peaks.values():
         run()
     clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
@@ -144,13 +169,16 @@ def compare(config: str, size: int, repeats: int, compile_model: bool) -> tuple[
             times["peak " + key].append((clock() - start) / 3)
     peak_rates = {key: flop / statistics.median(times["peak " + key]) for key, (_, flop) in peaks.items()}
     reference_s = statistics.median(times["reference"])
+    fp32_s = statistics.median(times["fp32"])
     rows = []
     for name in paths:
         seconds = statistics.median(times[name])
         rate = gflop / seconds
-        rows.append([f"{size}x{size}", name, f"{seconds * 1000:.0f}", f"{reference_s / seconds:.2f}x", f"{rate:.0f}",
-                     f"{rate / peak_rates['fp32'] * 100:.0f} %", f"{differences[name]:.2e}", notes[name]])
-    return rows, {"gflop": gflop, **peak_rates}
+        peak = peak_rates["bf16" if name == "bf16" else "fp32"]
+        rows.append([f"{size}x{size}", name, f"{seconds * 1000:.0f}", f"{reference_s / seconds:.2f}x",
+                     f"{fp32_s / seconds:.2f}x", f"{rate:.0f}", f"{rate / peak * 100:.0f} %",
+                     f"{differences[name]:.2e}", notes[name]])
+    return rows, {"gflop": gflop, "shapes": shapes, "side": side, **peak_rates}
 
 
 def default_run_stages(runs_dir: str, threads: int) -> list[list]:
@@ -209,9 +237,13 @@ def main() -> None:
     for size in (int(part) for part in args.sizes.split(",")):
         size_rows, measured = compare(args.config, size, args.repeats, args.compile)
         rows += size_rows
-        facts.append(f"{size}x{size}: {measured['gflop']:.1f} GFLOP per pass; 3x3 conv peak "
-                     f"fp32 {measured['fp32']:.0f} GFLOP/s, bf16 {measured['bf16']:.0f} GFLOP/s")
-    print(tabulate(rows, headers=["size", "path", "ms", "speed-up", "GFLOP/s", "of fp32 conv peak",
+        convs = " + ".join(f"{c_in}->{c_out}" for c_out, c_in in measured["shapes"])
+        facts.append(f"{size}x{size}: {measured['gflop']:.1f} GFLOP per pass; conv peak (the network's bottleneck "
+                     f"3x3 convs {convs} at {measured['side']}x{measured['side']}, alone) fp32 "
+                     f"{measured['fp32']:.0f} GFLOP/s, bf16 {measured['bf16']:.0f} GFLOP/s; a square "
+                     f"{SQUARE_CHANNELS}->{SQUARE_CHANNELS} 3x3 conv at {SQUARE_SIDE}x{SQUARE_SIDE}: fp32 "
+                     f"{measured['square fp32']:.0f} GFLOP/s")
+    print(tabulate(rows, headers=["size", "path", "ms", "vs reference", "vs fp32", "GFLOP/s", "of conv peak (same type)",
                                   "max |diff| vs reference", "what"]))
     print("\n".join(facts))
     print(f"load average at end {os.getloadavg()[0]:.1f}")
