@@ -206,9 +206,10 @@ class RowStackedConv(nn.Module):
                 and module.padding == (0, 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        partial = F.conv2d(x, self.weight)
+        # One conversion up front: adding reduced-type slices into a float32 sum is 4x slower than float32 ones.
+        partial = F.conv2d(x, self.weight).float()
         height = partial.shape[2] - self.rows + 1
-        out = partial[:, :self.out_channels, :height].to(torch.float32, copy=True)
+        out = partial[:, :self.out_channels, :height].clone()
         for row in range(1, self.rows):
             out += partial[:, row * self.out_channels:(row + 1) * self.out_channels, row:row + height]
         if self.bias is not None:
