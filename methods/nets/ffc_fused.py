@@ -1,20 +1,20 @@
-"""Inference kernels of the FFC generators on one channels-last tensor (after BatchNorm folding).
+"""Inference kernels of the FFC generators on channels-last tensors (after BatchNorm folding).
 
 The trained modules carry each feature map as a ``(local, global)`` pair and every FFC layer as four
-branch convolutions whose results are summed. At inference time the same arithmetic can be laid out
-with far fewer memory passes:
+branch convolutions whose results are summed. The fused modules keep the pair (each part one
+channels-last tensor) but lay the arithmetic out with far fewer memory passes:
 
-- the features travel as ONE tensor, channels-last, whose first channels are the local part, so the
-  generator's final concatenation disappears and the residual sum is one add;
-- the two branches that read the local part (``l2l`` and ``l2g``) are one convolution whose output
-  already has the ``[local | global]`` layout of the layer's result, with the folded BatchNorm
-  shifts as its bias;
-- the ``g2l`` and spectral branches are added into the local and global channels of that result
-  in place;
-- the spectral branch works on channels-last data throughout (the FFT's interleaved real/imaginary
-  pairs are already the channel order the reference builds) and its 1x1 convolutions go to oneDNN
-  (`pointwise_conv`), avoiding the slow unfold path and the layout conversions around the FFTs;
-- reflection padding writes straight from the channel slice into a channels-last padded buffer.
+- each output part is made by one branch's convolution, carrying every branch's bias (folded
+  BatchNorm shifts included); the other branch is accumulated into it by the convolution itself,
+  with the part's ReLU, as oneDNN post-ops (`conv_accumulate_`), so no separate add or ReLU pass;
+- reflection padding writes straight into a channels-last padded buffer, and the spectral branch's
+  reduce convolution reads the global part's padded buffer (cropping after the pointwise product);
+- the FFTs run on planar data, where they are about 3x faster than over the pixel axes of
+  channels-last data; the 1x1 products run channels-last in oneDNN (`pointwise_conv`); the layout
+  changes between them are blocked 2-D transposes (`transpose_channels`) or transposes of whole
+  complex numbers;
+- a final convolution with few output channels (LaMa's 64 -> 3, 7x7) runs as a wide ``1 x 7``
+  convolution plus row sums (`RowStackedConv`).
 
 Outputs equal the pair-based modules' up to float rounding (tests hold them to 1e-4). Under CPU
 autocast the convolutions and products run in the reduced type; the FFTs always run in float32.
@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.nets.cbam import CBAMFFCResnetBlock
-from methods.nets.ffc import FFC, FFC_BN_ACT, ConcatTupleLayer, FFCResnetBlock, FourierUnit, SpectralTransform
+from methods.nets.ffc import (FFC, FFC_BN_ACT, ConcatTupleLayer, FeaturePair, FFCResnetBlock, FourierUnit,
+                              SpectralTransform)
 
 
 def reflect_pad_nhwc(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -115,8 +116,8 @@ class _FourierProduct(nn.Module):
 
 
 class _SpectralProduct(nn.Module):
-    """A folded `SpectralTransform` on channels-last data; the bias of its output 1x1 convolution is left to
-    the enclosing `FusedFFC`, whose bias holds every branch's."""
+    """A folded `SpectralTransform` on channels-last data, up to its output 1x1 convolution, which the
+    enclosing `FusedFFC` runs (accumulating it into the layer's global part, with every branch's bias)."""
 
     def __init__(self, transform: SpectralTransform) -> None:
         super().__init__()
@@ -142,22 +143,22 @@ class _SpectralProduct(nn.Module):
         return self.lfu(quadrants).repeat(1, 1, 2, 2)
 
     def forward(self, x: torch.Tensor, border: int = 0) -> torch.Tensor:
-        """The transform of ``x`` (``N x H x W x C``, any strides), as ``N x C_out x H' x W'`` channels-last.
+        """The transform of ``x`` (``N x C x H x W`` channels-last) up to its output 1x1 convolution ``expand``,
+        whose input this returns (channels-last), so that the caller can accumulate that convolution.
 
         ``border``: ``x`` carries this many padding pixels on each side, which the result leaves out
-        (the reduce convolution then reads the padded buffer the 3x3 branch made, instead of copying
-        a channel slice of the layer's input).
+        (the reduce convolution then reads the padded buffer the 3x3 branch made).
         """
         if self.stride == 2:
-            x = F.avg_pool2d(x.permute(0, 3, 1, 2), kernel_size=2, stride=2).permute(0, 2, 3, 1)
-        hidden = pointwise_conv(x.permute(0, 3, 1, 2), self.reduce.weight, self.reduce.bias).relu_()
+            x = F.avg_pool2d(x, kernel_size=2, stride=2)
+        hidden = pointwise_conv(x, self.reduce.weight, self.reduce.bias).relu_()
         planar = transpose_channels(hidden, to_planar=True)
         if border:
             planar = planar[:, :, border:-border, border:-border].contiguous()
         total = self.fu(planar).add_(planar)
         if self.lfu is not None:
             total.add_(self.local_fourier(planar))
-        return pointwise_conv(transpose_channels(total, to_planar=False), self.expand.weight, None)
+        return transpose_channels(total, to_planar=False)
 
 
 class ChannelsLastReflectionPad(nn.Module):
@@ -217,14 +218,45 @@ class RowStackedConv(nn.Module):
         return out
 
 
-def _conv_parts(conv: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    if isinstance(conv, nn.Conv2d):
-        return conv.weight.detach(), (conv.bias.detach() if conv.bias is not None else None)
-    return None
+def conv_accumulate_(accumulator: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, *, relu: bool,
+                     stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
+                     dilation: tuple[int, int] = (1, 1)) -> torch.Tensor:
+    """``accumulator += conv2d(x, weight)``, then ReLU in place if ``relu``; returns ``accumulator``.
+
+    On the CPU with channels-last tensors this is one oneDNN convolution whose output stage adds into
+    ``accumulator`` and rectifies (the post-ops PyTorch's own compiler uses), instead of a convolution
+    followed by two more passes over the result. It computes in the CPU autocast type when autocast is
+    on, else in the weights' type; other devices and ``torch.compile`` tracing use plain operations.
+    """
+    if (x.device.type != "cpu" or torch.compiler.is_compiling()
+            or not accumulator.is_contiguous(memory_format=torch.channels_last)):
+        accumulator.add_(F.conv2d(x, weight, None, stride, padding, dilation))
+        return accumulator.relu_() if relu else accumulator
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
+    return torch.ops.mkldnn._convolution_pointwise_.binary(
+        accumulator, x.to(dtype).contiguous(memory_format=torch.channels_last),
+        weight.to(dtype).contiguous(memory_format=torch.channels_last), None, list(padding), list(stride),
+        list(dilation), 1, "add", None, "relu" if relu else None, [], None)
+
+
+def _frozen(tensor: torch.Tensor | None) -> nn.Parameter | None:
+    if tensor is None:
+        return None
+    layout = torch.channels_last if tensor.dim() == 4 else torch.contiguous_format
+    return nn.Parameter(tensor.detach().contiguous(memory_format=layout), requires_grad=False)
+
+
+def _sum_of_biases(*convs: nn.Module | None) -> torch.Tensor | None:
+    biases = [conv.bias.detach() for conv in convs if isinstance(conv, nn.Conv2d) and conv.bias is not None]
+    return torch.stack(biases).sum(0) if biases else None
 
 
 class FusedFFC(nn.Module):
-    """A BatchNorm-folded `FFC_BN_ACT` layer on one channels-last ``[local | global]`` tensor.
+    """A BatchNorm-folded `FFC_BN_ACT` layer on a ``(local, global)`` pair of channels-last tensors.
+
+    A part without channels is the int ``0`` (the reference's convention). Each output part is made
+    by its first branch's convolution (with every branch's bias) and the other branch accumulates
+    into it, with the part's ReLU, inside oneDNN (`conv_accumulate_`).
 
     Parameters
     ----------
@@ -237,31 +269,23 @@ class FusedFFC(nn.Module):
         ffc: FFC = layer.ffc
         if not isinstance(layer.bn_l, nn.Identity) or not isinstance(layer.bn_g, nn.Identity):
             raise ValueError("fold the BatchNorm layers before fusing")
-        self.in_global = ffc.global_in_num
-        l2l, l2g, g2l = _conv_parts(ffc.convl2l), _conv_parts(ffc.convl2g), _conv_parts(ffc.convg2l)
-        template = next(conv for conv in (ffc.convl2l, ffc.convl2g, ffc.convg2l) if isinstance(conv, nn.Conv2d))
+        convs = [conv for conv in (ffc.convl2l, ffc.convl2g, ffc.convg2l) if isinstance(conv, nn.Conv2d)]
+        if not convs:
+            raise ValueError("an FFC without spatial convolutions cannot be fused")
+        template = convs[0]
         if template.padding_mode not in ("reflect", "zeros") or template.groups != 1:
             raise ValueError(f"cannot fuse an FFC with padding mode {template.padding_mode!r} or groups")
         self.stride, self.dilation = template.stride, template.dilation
         self.padding = template.padding[0]
         self.reflect = template.padding_mode == "reflect"
         spectral = ffc.convg2g if isinstance(ffc.convg2g, SpectralTransform) else None
-        self.out_local = (l2l[0].shape[0] if l2l else g2l[0].shape[0] if g2l else 0)
-        self.out_global = (l2g[0].shape[0] if l2g else spectral.conv2.out_channels if spectral else 0)
-        local_weights = [part[0] for part in (l2l, l2g) if part]
-        reference = local_weights[0] if local_weights else g2l[0]
-        bias = reference.new_zeros(self.out_local + self.out_global)
-        for part, offset in ((l2l, 0), (g2l, 0), (l2g, self.out_local)):
-            if part and part[1] is not None:
-                bias[offset:offset + part[0].shape[0]] += part[1]
-        if spectral is not None and spectral.conv2.bias is not None:
-            bias[self.out_local:] += spectral.conv2.bias.detach()
-        self.bias = nn.Parameter(bias, requires_grad=False)
-        # The branches reading the local part share one convolution ([l2l; l2g] on output channels).
-        self.local_weight = (nn.Parameter(torch.cat(local_weights).contiguous(memory_format=torch.channels_last),
-                                          requires_grad=False) if local_weights else None)
-        self.global_weight = (nn.Parameter(g2l[0].contiguous(memory_format=torch.channels_last), requires_grad=False)
-                              if g2l else None)
+
+        def weight(conv: nn.Module) -> nn.Parameter | None:
+            return _frozen(conv.weight) if isinstance(conv, nn.Conv2d) else None
+
+        self.l2l_weight, self.l2g_weight, self.g2l_weight = weight(ffc.convl2l), weight(ffc.convl2g), weight(ffc.convg2l)
+        self.local_bias = _frozen(_sum_of_biases(ffc.convl2l, ffc.convg2l))
+        self.global_bias = _frozen(_sum_of_biases(ffc.convl2g, spectral.conv2 if spectral is not None else None))
         self.spectral = _SpectralProduct(spectral) if spectral is not None else None
         activations = {type(layer.act_l), type(layer.act_g)}
         if not activations <= {nn.ReLU, nn.Identity}:
@@ -269,64 +293,85 @@ class FusedFFC(nn.Module):
         self.relu_local = isinstance(layer.act_l, nn.ReLU)
         self.relu_global = isinstance(layer.act_g, nn.ReLU)
 
-    def _conv(self, x_nhwc: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The layer's spatial convolution of ``x_nhwc`` (already reflect-padded when the layer reflects)."""
-        if self.reflect:
-            return F.conv2d(x_nhwc.permute(0, 3, 1, 2), weight, bias, self.stride, 0, self.dilation)
-        return F.conv2d(x_nhwc.permute(0, 3, 1, 2), weight, bias, self.stride, self.padding, self.dilation)
+    def _conv(self, x_padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return F.conv2d(x_padded, weight, bias, self.stride, self._conv_padding(), self.dilation)
 
-    def _pad(self, x_nhwc: torch.Tensor) -> torch.Tensor:
-        return reflect_pad_nhwc(x_nhwc, self.padding) if self.reflect else x_nhwc
+    def _conv_padding(self) -> tuple[int, int]:
+        # Reflecting layers get inputs padded by `_pad`; zero-padding layers let the convolution pad.
+        return (0, 0) if self.reflect else (self.padding, self.padding)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: ``N x C x H x W`` channels-last, local channels first; returns the same layout."""
-        x_nhwc = x.permute(0, 2, 3, 1)
-        in_local = x.shape[1] - self.in_global
-        local_in, global_in = x_nhwc[..., :in_local], x_nhwc[..., in_local:]
-        global_padded = self._pad(global_in) if self.global_weight is not None else None
-        if self.local_weight is not None:
-            out = self._conv(self._pad(local_in), self.local_weight, self.bias)
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.reflect or self.padding == 0:
+            return x
+        return reflect_pad_nhwc(x.permute(0, 2, 3, 1), self.padding).permute(0, 3, 1, 2)
+
+    def _part(self, first: tuple[torch.Tensor, torch.Tensor] | None, second: tuple[torch.Tensor, torch.Tensor] | None,
+              bias: torch.Tensor | None, relu: bool) -> torch.Tensor | int:
+        """One output part from its two branches' ``(input, weight)`` (either may be missing)."""
+        branches = [branch for branch in (first, second) if branch is not None]
+        if not branches:
+            return 0
+        out = self._conv(branches[0][0], branches[0][1], bias).contiguous(memory_format=torch.channels_last)
+        if len(branches) == 1:
+            return out.relu_() if relu else out
+        return conv_accumulate_(out, branches[1][0], branches[1][1], relu=relu, stride=self.stride,
+                                padding=self._conv_padding(), dilation=self.dilation)
+
+    def forward(self, x: torch.Tensor | FeaturePair) -> FeaturePair:
+        """``x``: a channels-last tensor (all local) or a ``(local, global)`` pair; returns the output pair."""
+        local_in, global_in = x if isinstance(x, tuple) else (x, 0)
+        has_local, has_global = torch.is_tensor(local_in), torch.is_tensor(global_in)
+        local_padded = self._pad(local_in) if has_local else None
+        global_padded = self._pad(global_in) if has_global and self.g2l_weight is not None else None
+        l2l = (local_padded, self.l2l_weight) if has_local and self.l2l_weight is not None else None
+        g2l = (global_padded, self.g2l_weight) if global_padded is not None else None
+        l2g = (local_padded, self.l2g_weight) if has_local and self.l2g_weight is not None else None
+        out_local = self._part(l2l, g2l, self.local_bias, self.relu_local)
+        if self.spectral is None or not has_global:
+            return out_local, self._part(l2g, None, self.global_bias, self.relu_global)
+        # A stride-1 reflecting layer has the padded global part already: the spectral branch reads it.
+        if global_padded is not None and self.reflect and self.stride == (1, 1) and self.padding:
+            mixed = self.spectral(global_padded, border=self.padding)
         else:
-            out = self._conv(global_padded, self.global_weight, None)
-            out = torch.cat((out, out.new_zeros(out.shape[0], self.out_global, *out.shape[2:])), dim=1)
-            out.add_(self.bias.to(out.dtype).view(1, -1, 1, 1))
-        out = out.contiguous(memory_format=torch.channels_last)
-        out_nhwc = out.permute(0, 2, 3, 1)
-        if self.global_weight is not None and self.local_weight is not None:
-            out_nhwc[..., :self.out_local] += self._conv(global_padded, self.global_weight, None).permute(0, 2, 3, 1)
-        if self.spectral is not None:
-            # A stride-1 reflecting layer has the padded global part already: the spectral branch reads it.
-            if global_padded is not None and self.reflect and self.stride == (1, 1) and self.padding:
-                spectral_out = self.spectral(global_padded, border=self.padding)
-            else:
-                spectral_out = self.spectral(global_in)
-            out_nhwc[..., self.out_local:] += spectral_out.permute(0, 2, 3, 1)
-        if self.relu_local and self.relu_global:
-            out.relu_()
-        elif self.relu_local:
-            out_nhwc[..., :self.out_local].relu_()
-        elif self.relu_global:
-            out_nhwc[..., self.out_local:].relu_()
-        return out
+            mixed = self.spectral(global_in)
+        expand = (mixed, self.spectral.expand.weight)
+        if l2g is None:
+            return out_local, self._part(expand, None, self.global_bias, self.relu_global)
+        out_global = self._part(l2g, None, self.global_bias, relu=False)
+        return out_local, conv_accumulate_(out_global, *expand, relu=self.relu_global)
 
 
 class FusedFFCResnetBlock(nn.Module):
-    """A folded `FFCResnetBlock` (or its CBAM subclass) on one channels-last tensor; residual sum in place."""
+    """A folded `FFCResnetBlock` (or its CBAM subclass) on channels-last pairs; residual sums in place."""
 
     def __init__(self, block: FFCResnetBlock) -> None:
         super().__init__()
         self.conv1 = FusedFFC(block.conv1)
         self.conv2 = FusedFFC(block.conv2)
-        self.out_local = self.conv2.out_local
         self.ca: Optional[nn.Module] = block.ca if isinstance(block, CBAMFFCResnetBlock) else None
         self.sa: Optional[nn.Module] = block.sa if isinstance(block, CBAMFFCResnetBlock) else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.conv1(x))
+    def forward(self, x: torch.Tensor | FeaturePair) -> FeaturePair:
+        x_local, x_global = x if isinstance(x, tuple) else (x, 0)
+        out = self.conv2(self.conv1((x_local, x_global)))
         if self.ca is not None and self.sa is not None:
-            pair = (out[:, :self.out_local], out[:, self.out_local:])
-            out = torch.cat(self.sa(self.ca(pair)), dim=1).contiguous(memory_format=torch.channels_last)
-        return out.add_(x)
+            out = tuple(part.contiguous(memory_format=torch.channels_last) if torch.is_tensor(part) else part
+                        for part in self.sa(self.ca(out)))
+        return tuple(_add_(part, residual) for part, residual in zip(out, (x_local, x_global)))
+
+
+def _add_(part: torch.Tensor | int, residual: torch.Tensor | int) -> torch.Tensor | int:
+    if torch.is_tensor(part) and torch.is_tensor(residual):
+        return part.add_(residual)
+    return part + residual
+
+
+class ConcatPair(nn.Module):
+    """`ConcatTupleLayer` for the fused pairs: one channels-last tensor, local channels first."""
+
+    def forward(self, x: FeaturePair) -> torch.Tensor:
+        parts = [part for part in x if torch.is_tensor(part)]
+        return torch.cat(parts, dim=1).contiguous(memory_format=torch.channels_last) if len(parts) > 1 else parts[0]
 
 
 def can_fuse(model: nn.Module) -> bool:
@@ -356,7 +401,7 @@ def fuse_ffc(model: nn.Module) -> nn.Module:
         elif isinstance(module, FFC_BN_ACT):
             sequence[index] = FusedFFC(module)
         elif isinstance(module, ConcatTupleLayer):
-            sequence[index] = nn.Identity()
+            sequence[index] = ConcatPair()
         elif isinstance(module, nn.ReflectionPad2d) and len(set(module.padding)) == 1:
             sequence[index] = ChannelsLastReflectionPad(module.padding[0])
         elif RowStackedConv.applies_to(module):
