@@ -16,7 +16,8 @@ from methods.lama import (LaMa, infer_generator_config, load_generator, pad_to_m
 from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
 from methods.nets.configs import build_generator, generator_config
 from methods.nets.ffc import FFCResNetGenerator
-from methods.nets.ffc_fused import FusedFFCResnetBlock, RowStackedConv, reflect_pad_nhwc, transpose_channels
+from methods.nets.ffc_fused import (FusedFFCResnetBlock, RowStackedConv, conv_accumulate_, reflect_pad_nhwc,
+                                    transpose_channels)
 from methods.nets.fold import fold_batchnorm, prepare_for_inference
 from methods.registry import available_methods, create_method
 from methods.relama_cbam import ReLaMaCBAM
@@ -268,3 +269,18 @@ def test_channel_transposes_keep_values_and_give_the_layout() -> None:
     assert torch.equal(channels_last, x) and channels_last.is_contiguous(memory_format=torch.channels_last)
     planar = transpose_channels(channels_last[:, :, 1:, 2:], to_planar=True)
     assert torch.equal(planar, x[:, :, 1:, 2:]) and planar.is_contiguous()
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv_accumulate_adds_the_convolution_and_rectifies(relu: bool) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 6, 9, 9, generator=generator).contiguous(memory_format=torch.channels_last)
+    weight = (torch.rand(5, 6, 3, 3, generator=generator) - 0.5).contiguous(memory_format=torch.channels_last)
+    start = torch.randn(2, 5, 7, 7, generator=generator)
+    expected = start + torch.nn.functional.conv2d(x, weight)
+    expected = expected.relu() if relu else expected
+    with torch.inference_mode():
+        for layout in (torch.channels_last, torch.contiguous_format):  # oneDNN post-ops, and the plain fallback
+            accumulator = start.contiguous(memory_format=layout)
+            result = conv_accumulate_(accumulator, x, weight, relu=relu)
+            assert result is accumulator and (result - expected).abs().max().item() <= 1e-5

@@ -76,11 +76,12 @@ def counted_gflop(model: torch.nn.Module, batch: torch.Tensor) -> float:
 def bottleneck_shapes(fused: torch.nn.Module) -> list[tuple[int, int]]:
     """``(out, in)`` channels of the 3x3 convolutions of the fused network's first residual block layer.
 
-    These are the network's dominant convolutions (about 70 % of its FLOPs in big-lama): the local
-    part's ``[l2l; l2g]`` convolution and the global part's ``g2l`` one.
+    These are the network's dominant convolutions (about 70 % of its FLOPs in big-lama), as the fused
+    layer runs them: ``l2l``, ``l2g`` and ``g2l``.
     """
     layer = next(module for module in fused.modules() if isinstance(module, FusedFFCResnetBlock)).conv1
-    return [tuple(weight.shape[:2]) for weight in (layer.local_weight, layer.global_weight) if weight is not None]
+    weights = (layer.l2l_weight, layer.l2g_weight, layer.g2l_weight)
+    return [tuple(weight.shape[:2]) for weight in weights if weight is not None]
 
 
 def peak_convolution(shapes: list[tuple[int, int]], side: int,
