@@ -16,8 +16,8 @@ from methods.lama import (LaMa, infer_generator_config, load_generator, pad_to_m
 from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
 from methods.nets.configs import build_generator, generator_config
 from methods.nets.ffc import FFCResNetGenerator
-from methods.nets.ffc_fused import (FusedFFCResnetBlock, RowStackedConv, conv_accumulate_, reflect_pad_nhwc,
-                                    transpose_channels)
+from methods.nets.ffc_fused import (FusedFFCResnetBlock, RowStackedConv, conv_accumulate_, conv_with_reflected_borders,
+                                    reflect_pad_nhwc, transpose_channels)
 from methods.nets.fold import fold_batchnorm, prepare_for_inference
 from methods.registry import available_methods, create_method
 from methods.relama_cbam import ReLaMaCBAM
@@ -284,3 +284,17 @@ def test_conv_accumulate_adds_the_convolution_and_rectifies(relu: bool) -> None:
             accumulator = start.contiguous(memory_format=layout)
             result = conv_accumulate_(accumulator, x, weight, relu=relu)
             assert result is accumulator and (result - expected).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize(("padding", "stride", "kernel"), [(1, 2, 3), (1, 1, 3), (3, 1, 7), (2, 2, 5), (1, 2, 4)])
+@pytest.mark.parametrize("size", [(9, 12), (10, 7)])
+def test_conv_with_reflected_borders_equals_padding_first(padding: int, stride: int, kernel: int, size) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, *size, generator=generator).contiguous(memory_format=torch.channels_last)
+    weight = torch.rand(4, 3, kernel, kernel, generator=generator) - 0.5
+    bias = torch.rand(4, generator=generator)
+    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (padding,) * 4, mode="reflect"), weight, bias,
+                                          stride)
+    produced = conv_with_reflected_borders(
+        x, lambda data, pad: torch.nn.functional.conv2d(data, weight, bias, stride, pad), padding, stride, kernel)
+    assert produced.shape == expected.shape and (produced - expected).abs().max().item() <= 1e-5
