@@ -154,11 +154,14 @@ class _SpectralProduct(nn.Module):
         hidden = pointwise_conv(x, self.reduce.weight, self.reduce.bias).relu_()
         planar = transpose_channels(hidden, to_planar=True)
         if border:
-            planar = planar[:, :, border:-border, border:-border].contiguous()
+            planar = planar[:, :, border:-border, border:-border]
+        # The FFTs need float32: one conversion (under autocast) also keeps the sums below in one type.
+        planar = planar.to(torch.float32).contiguous()
         total = self.fu(planar).add_(planar)
         if self.lfu is not None:
             total.add_(self.local_fourier(planar))
-        return transpose_channels(total, to_planar=False)
+        # The output convolution computes in the convolutions' type: convert before the transpose.
+        return transpose_channels(total.to(hidden.dtype), to_planar=False)
 
 
 def conv_with_reflected_borders(x: torch.Tensor, conv: Callable[[torch.Tensor, int], torch.Tensor], padding: int,
