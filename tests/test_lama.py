@@ -15,9 +15,9 @@ from methods.lama import (LaMa, infer_generator_config, load_generator, pad_to_m
                           read_generator_checkpoint, save_generator)
 from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
 from methods.nets.configs import build_generator, generator_config
-from methods.nets.ffc import FFCResNetGenerator
-from methods.nets.ffc_fused import (FusedFFCResnetBlock, RowStackedConv, conv_accumulate_, conv_with_reflected_borders,
-                                    reflect_pad_nhwc, transpose_channels)
+from methods.nets.ffc import FFC_BN_ACT, FFCResNetGenerator
+from methods.nets.ffc_fused import (FusedFFC, FusedFFCResnetBlock, RowStackedConv, conv_accumulate_,
+                                    conv_with_reflected_borders, reflect_pad_nhwc, transpose_channels)
 from methods.nets.fold import fold_batchnorm, prepare_for_inference
 from methods.registry import available_methods, create_method
 from methods.relama_cbam import ReLaMaCBAM
@@ -298,3 +298,34 @@ def test_conv_with_reflected_borders_equals_padding_first(padding: int, stride: 
     produced = conv_with_reflected_borders(
         x, lambda data, pad: torch.nn.functional.conv2d(data, weight, bias, stride, pad), padding, stride, kernel)
     assert produced.shape == expected.shape and (produced - expected).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("options", [
+    {"ratio_gin": 1.0, "ratio_gout": 0.5},
+    {"ratio_gin": 1.0, "ratio_gout": 0.5, "stride": 2},
+    {"ratio_gin": 0.5, "ratio_gout": 1.0},
+    {"ratio_gin": 0.5, "ratio_gout": 0.5, "stride": 2},
+    {"ratio_gin": 0.5, "ratio_gout": 0.5, "padding_type": "zeros"},
+    {"ratio_gin": 0.0, "ratio_gout": 0.5, "stride": 2},
+], ids=["global-in", "global-in-stride2", "global-out", "stride2", "zero-padding", "local-in-stride2"])
+def test_fused_layer_matches_the_reference_in_every_branch_layout(options: dict) -> None:
+    torch.manual_seed(0)
+    layer = FFC_BN_ACT(16, 16, kernel_size=3, padding=1, activation_layer=torch.nn.ReLU, **options).eval()
+    for module in layer.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    x = torch.rand(2, 16, 16, 16)
+    global_in = int(16 * options["ratio_gin"])
+    parts = (x[:, :16 - global_in], x[:, 16 - global_in:])
+    pair = tuple(part if part.shape[1] else 0 for part in parts)
+    with torch.no_grad():
+        expected = layer(pair)
+    fused = FusedFFC(fold_batchnorm(layer))
+    with torch.inference_mode():
+        produced = fused(tuple(part.contiguous(memory_format=torch.channels_last) if torch.is_tensor(part) else part
+                               for part in pair))
+    for fast, exact in zip(produced, expected):
+        assert torch.is_tensor(fast) == torch.is_tensor(exact)
+        if torch.is_tensor(exact):
+            assert (fast - exact).abs().max().item() <= 1e-5

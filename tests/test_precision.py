@@ -1,7 +1,7 @@
 """Reduced-precision inference of the LaMa family: accuracy bounds on the shipped face models, option checks.
 
 The bounds are the largest values `bench.studies.precision_accuracy` measured over 50 CelebA-HQ test
-images (max pixel change 8 grey levels, mean hole change 1.2) with a margin for other CPUs.
+images (max pixel change 9 grey levels, mean hole change 1.1) with a margin for other CPUs.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ One run prints, for each input size:
 - for each path (``reference``: the generator as trained, BatchNorm separate, ``torch.no_grad``, as
   the reference's predict script runs it; ``fp32``: BatchNorm folded and the fused channels-last
   kernels of `methods.nets.ffc_fused`, ``torch.inference_mode``; ``bf16``: the same with weights
-  stored in bf16, under CPU autocast, FFTs in float32 (as the adapter's ``precision="bf16"``); ``compiled``: ``torch.compile`` of the fp32 path, with ``--compile``)
+  stored in bf16, under CPU autocast, FFTs in float32 (as the adapter's ``precision="bf16"``);
+  ``compiled``: ``torch.compile`` of the fp32 path, with ``--compile``)
   its median time per forward pass, speed-up over the reference and over fp32, GFLOP/s (convolution
   and matrix FLOPs counted by ``torch.utils.flop_counter``), the fraction of the measured
   convolution peak of its own type (bf16 against bf16), and the largest output difference from
@@ -244,8 +245,8 @@ def main() -> None:
                      f"{measured['fp32']:.0f} GFLOP/s, bf16 {measured['bf16']:.0f} GFLOP/s; a square "
                      f"{SQUARE_CHANNELS}->{SQUARE_CHANNELS} 3x3 conv at {SQUARE_SIDE}x{SQUARE_SIDE}: fp32 "
                      f"{measured['square fp32']:.0f} GFLOP/s")
-    print(tabulate(rows, headers=["size", "path", "ms", "vs reference", "vs fp32", "GFLOP/s", "of conv peak (same type)",
-                                  "max |diff| vs reference", "what"]))
+    print(tabulate(rows, headers=["size", "path", "ms", "vs reference", "vs fp32", "GFLOP/s",
+                                  "of conv peak (same type)", "max |diff| vs reference", "what"]))
     print("\n".join(facts))
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     if args.default_run:

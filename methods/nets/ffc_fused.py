@@ -76,10 +76,11 @@ def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
     ``F.conv2d`` sends unstrided 1x1 convolutions of small batches on one thread to an unfold + BLAS
     path that runs at about 40 % of oneDNN's speed here, so the CPU calls oneDNN directly. It computes
-    in the CPU autocast type when autocast is on (as ``F.conv2d`` would), else in the weights' type. Other devices, and graphs being
-    traced by ``torch.compile`` (which picks its own kernels), use ``F.conv2d``.
+    in the CPU autocast type when autocast is on (as ``F.conv2d`` would), else in the weights' type.
+    Other devices, and graphs being traced by ``torch.compile`` (which picks its own kernels), use
+    ``F.conv2d``.
     """
-    if x.device.type != "cpu" or torch.compiler.is_compiling():
+    if x.device.type != "cpu" or torch.compiler.is_compiling() or not torch.backends.mkldnn.is_available():
         return F.conv2d(x, weight, bias)
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
     return torch.mkldnn_convolution(x.to(dtype), weight.to(dtype), bias.to(dtype) if bias is not None else None,
@@ -131,7 +132,7 @@ class _SpectralProduct(nn.Module):
         self.expand = transform.conv2
 
     def local_fourier(self, x: torch.Tensor) -> torch.Tensor:
-        """The local Fourier unit on planar ``x``'s first quarter of channels, quadrants stacked as the reference does."""
+        """The local Fourier unit on planar ``x``'s first quarter of channels, quadrants stacked as in the reference."""
         height, width = x.shape[2:]
         if height != width or height % 2 or height == 0:
             raise ValueError(f"the local Fourier unit (enable_lfu) needs a square feature map with an even side, "
@@ -275,7 +276,7 @@ def conv_accumulate_(accumulator: torch.Tensor, x: torch.Tensor, weight: torch.T
     followed by two more passes over the result. It computes in the CPU autocast type when autocast is
     on, else in the weights' type; other devices and ``torch.compile`` tracing use plain operations.
     """
-    if (x.device.type != "cpu" or torch.compiler.is_compiling()
+    if (x.device.type != "cpu" or torch.compiler.is_compiling() or not torch.backends.mkldnn.is_available()
             or not accumulator.is_contiguous(memory_format=torch.channels_last)):
         accumulator.add_(F.conv2d(x, weight, None, stride, padding, dilation))
         return accumulator.relu_() if relu else accumulator
@@ -330,7 +331,8 @@ class FusedFFC(nn.Module):
         def weight(conv: nn.Module) -> nn.Parameter | None:
             return _frozen(conv.weight) if isinstance(conv, nn.Conv2d) else None
 
-        self.l2l_weight, self.l2g_weight, self.g2l_weight = weight(ffc.convl2l), weight(ffc.convl2g), weight(ffc.convg2l)
+        self.l2l_weight, self.l2g_weight = weight(ffc.convl2l), weight(ffc.convl2g)
+        self.g2l_weight = weight(ffc.convg2l)
         self.local_bias = _frozen(_sum_of_biases(ffc.convl2l, ffc.convg2l))
         self.global_bias = _frozen(_sum_of_biases(ffc.convl2g, spectral.conv2 if spectral is not None else None))
         self.spectral = _SpectralProduct(spectral) if spectral is not None else None
@@ -391,11 +393,11 @@ class FusedFFC(nn.Module):
             mixed = self.spectral(global_padded, border=self.padding)
         else:
             mixed = self.spectral(global_in)
-        expand = (mixed, self.spectral.expand.weight)
         if l2g is None:
-            return out_local, self._part(expand, None, self.global_bias, self.relu_global)
+            out_global = pointwise_conv(mixed, self.spectral.expand.weight, self.global_bias)
+            return out_local, out_global.relu_() if self.relu_global else out_global
         out_global = self._part(l2g, None, self.global_bias, relu=False)
-        return out_local, conv_accumulate_(out_global, *expand, relu=self.relu_global)
+        return out_local, conv_accumulate_(out_global, mixed, self.spectral.expand.weight, relu=self.relu_global)
 
 
 class FusedFFCResnetBlock(nn.Module):
