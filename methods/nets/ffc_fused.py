@@ -450,8 +450,8 @@ def can_fuse(model: nn.Module) -> bool:
 def fuse_ffc(model: nn.Module) -> nn.Module:
     """Replace the FFC layers and blocks of a folded generator's ``model`` Sequential by fused ones, in place.
 
-    The rewritten generator takes and returns the same tensors; its inner features are one
-    channels-last tensor. Call only when `can_fuse` is true.
+    The rewritten generator takes and returns the same tensors; its inner features are pairs of
+    channels-last tensors. Call only when `can_fuse` is true.
     """
     sequence: nn.Sequential = model.model
     for index, module in enumerate(sequence):
