@@ -9,6 +9,8 @@ channels-last tensor) but lay the arithmetic out with far fewer memory passes:
   with the part's ReLU, as oneDNN post-ops (`conv_accumulate_`), so no separate add or ReLU pass;
 - reflection padding writes straight into a channels-last padded buffer, and the spectral branch's
   reduce convolution reads the global part's padded buffer (cropping after the pointwise product);
+  layers without a global input (the encoder's) and the output convolution reflect inside the
+  convolution instead (`conv_with_reflected_borders`), with no padded copy;
 - the FFTs run on planar data, where they are about 3x faster than over the pixel axes of
   channels-last data; the 1x1 products run channels-last in oneDNN (`pointwise_conv`); the layout
   changes between them are blocked 2-D transposes (`transpose_channels`) or transposes of whole
