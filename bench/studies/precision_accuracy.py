@@ -1,13 +1,14 @@
 """Accuracy of the reduced-precision modes on real trained outputs: bf16 (or fp16 on CUDA) against fp32.
 
-For each shipped face model (``lama-celebahq64``, ``relama-cbam-celebahq64``) and each mask case, the
-first ``--images`` test images of ``--data`` are filled once in fp32 and once in the reduced
+For each shipped model of ``--models`` (the face models by default; ``lama-scenes,relama-cbam-scenes``
+on photographs) and each mask case, the first ``--images`` test images of ``--data`` are filled once in fp32 and once in the reduced
 precision (both through the optimised path). Printed per model and case: the mean and largest
 ``|LPIPS(reduced, truth) - LPIPS(fp32, truth)|`` (AlexNet LPIPS), the largest per-pixel change in
 grey levels, the mean absolute change inside the holes and the hole PSNR of the reduced output
 against the fp32 one. The acceptance bound of issue 19 is a mean |LPIPS change| below 0.002.
 
 Usage: ``python -m bench.studies.precision_accuracy --data shared/datasets/celebahq_64/test [--images 50]``
+or ``... --data shared/datasets/scenes/test --models lama-scenes,relama-cbam-scenes``
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bench.metrics.learned import LPIPSMetric
 from masks.cases import case_mask
 from methods.registry import create_method
 
-MODELS = ("lama-celebahq64", "relama-cbam-celebahq64")
+FACE_MODELS = ("lama-celebahq64", "relama-cbam-celebahq64")
 CASES = ("small", "region", "large")
 #: Issue 19's acceptance bound on the mean |LPIPS change|.
 LPIPS_BOUND = 0.002
@@ -68,12 +69,14 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16", choices=("bf16", "fp16"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default=",".join(FACE_MODELS),
+                        help="comma-separated shipped models that take the precision option")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names, images = read_images(args.data, args.images)
     lpips = LPIPSMetric("alex", device=args.device)
     rows = []
-    for model in MODELS:
+    for model in dict.fromkeys(name.strip() for name in args.models.split(",") if name.strip()):
         for case in CASES:
             masks = [case_mask(image.shape[:2], name, case) for name, image in zip(names, images)]
             result = compare(model, args.precision, images, masks, lpips, args.device)
