@@ -62,18 +62,58 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.nd
     return taps / taps.sum()
 
 
+#: Rows of the SSIM map computed per block, so that the block's temporaries stay in the CPU cache
+#: instead of streaming ten whole-image float64 arrays through memory.
+_SSIM_BLOCK_ROWS = 16
+
+
 def ssim_map_lama(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     """LaMa's SSIM map: ``(H, W, C)`` float64 for two ``(H, W, C)`` images in [0, 1].
 
     The 11 x 11 window is separable, so each local moment is one row and one column pass of the 1-D
     Gaussian (zero padding) instead of a 121-tap 2-D convolution: the same map to rounding, about
-    three times faster at 512 x 512.
+    three times faster at 512 x 512. The element-wise formula then runs over blocks of rows with the
+    operations of `ssim_map_lama_reference` in the same order (``2 mu_r mu_e`` as ``2 (mu_r mu_e)``,
+    exact in binary), so the map is bit-identical to it (tested).
     """
-    taps = gaussian_window()
+    height, width, channels = reference.shape
+    moments = np.empty((height, width, 5 * channels))
+    moments[..., :channels] = reference
+    moments[..., channels:2 * channels] = estimate
+    np.multiply(reference, reference, out=moments[..., 2 * channels:3 * channels])
+    np.multiply(estimate, estimate, out=moments[..., 3 * channels:4 * channels])
+    np.multiply(reference, estimate, out=moments[..., 4 * channels:])
+    filtered = _gaussian_filter(moments).reshape(height, width, 5, channels)
+    c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
+    ssim_map = np.empty((height, width, channels))
+    for top in range(0, height, _SSIM_BLOCK_ROWS):
+        block = filtered[top:top + _SSIM_BLOCK_ROWS]
+        mu_ref, mu_est = block[..., 0, :], block[..., 1, :]
+        mu_ref_sq = mu_ref * mu_ref
+        mu_est_sq = mu_est * mu_est
+        mu_cross = mu_ref * mu_est
+        variance_sum = block[..., 2, :] - mu_ref_sq
+        variance_sum += block[..., 3, :] - mu_est_sq
+        variance_sum += c2
+        covariance = block[..., 4, :] - mu_cross
+        covariance *= 2.0
+        covariance += c2
+        mu_cross *= 2.0
+        mu_cross += c1
+        mu_cross *= covariance
+        mu_ref_sq += mu_est_sq
+        mu_ref_sq += c1
+        mu_ref_sq *= variance_sum
+        np.divide(mu_cross, mu_ref_sq, out=ssim_map[top:top + _SSIM_BLOCK_ROWS])
+    return ssim_map
+
+
+def ssim_map_lama_reference(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """`ssim_map_lama` written as the formula reads, on whole-image arrays (the tests' reference)."""
     channels = reference.shape[2]
     moments = np.concatenate([reference, estimate, reference * reference, estimate * estimate,
                               reference * estimate], axis=2)
-    filtered = cv2.sepFilter2D(moments, cv2.CV_64F, taps, taps, borderType=cv2.BORDER_CONSTANT)
+    filtered = _gaussian_filter(moments)
     filtered = filtered.reshape(*filtered.shape[:2], 5, channels)
     mu_ref, mu_est = filtered[..., 0, :], filtered[..., 1, :]
     var_ref = filtered[..., 2, :] - mu_ref ** 2
@@ -82,6 +122,16 @@ def ssim_map_lama(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
     return (((2 * mu_ref * mu_est + c1) * (2 * covariance + c2))
             / ((mu_ref ** 2 + mu_est ** 2 + c1) * (var_ref + var_est + c2)))
+
+
+def _gaussian_filter(moments: np.ndarray) -> np.ndarray:
+    """Each channel of ``moments`` filtered with the SSIM Gaussian, zero padding (float64).
+
+    Both SSIM map functions pass the same interleaved layout (five moments of each channel), so both
+    see bit-identical moments whatever OpenCV's vector loops do with a row.
+    """
+    taps = gaussian_window()
+    return cv2.sepFilter2D(moments, cv2.CV_64F, taps, taps, borderType=cv2.BORDER_CONSTANT)
 
 
 def ssim(reference: np.ndarray, estimate: np.ndarray, convention: str = DEFAULT_SSIM) -> tuple[float, np.ndarray]:
