@@ -39,14 +39,35 @@ def test_user_text_is_shown_as_typed(monkeypatch, tmp_path):
     real_save = figures.save_figure
 
     def keep_labels(figure, path, **kwargs):
-        drawn["labels"] = [(axis.get_ylabel(), axis.yaxis.label.get_parse_math()) for axis in figure.axes]
+        drawn["texts"] = [(text.get_text(), text.get_parse_math()) for axis in figure.axes for text in axis.texts]
         real_save(figure, path, **kwargs)
 
     monkeypatch.setattr(figures, "save_figure", keep_labels)
     original = np.zeros((12, 12, 3), np.uint8)
-    figures.comparison_grid(["$x^2$"], [original], [np.ones((12, 12), bool)], {}, tmp_path / "g.png")
-    label, parses_math = drawn["labels"][0]
-    assert label.startswith("$x^2$\n") and parses_math is False
+    figures.comparison_grid(["$x^2$"], [original], [np.ones((12, 12), bool)], {"$m$": [original]},
+                            tmp_path / "g.png", title="case $c")
+    shown = dict(drawn["texts"])
+    assert shown["$x^2$\n100.0% hole"] is False and shown["$m$"] is False and shown["case $c"] is False
+
+
+def test_grid_panels_are_scaled_to_their_slot_and_placed_in_order(monkeypatch, tmp_path):
+    shown = {}
+    monkeypatch.setattr(figures, "save_figure",
+                        lambda figure, path, **kwargs: shown.update(mosaic=figure.axes[0].images[0].get_array()))
+    original = np.full((20, 40, 3), 90, np.uint8)
+    hole = np.zeros((20, 40), bool)
+    hole[:, :20] = True
+    prediction = np.full((20, 40, 3), 200, np.uint8)
+    figures.comparison_grid(["a"], [original], [hole], {"m": [prediction], "failed": [None]}, tmp_path / "g.png")
+    mosaic = np.asarray(shown["mosaic"])
+    side, cell = figures.SLOT_PIXELS, figures.SLOT_PIXELS + figures.PANEL_GAP_PIXELS
+    assert mosaic.shape == (side, 5 * cell - figures.PANEL_GAP_PIXELS, 3)
+    middle = side // 2
+    assert np.all(mosaic[middle, 0] == 90) and np.all(mosaic[middle, 3 * cell + 5] == 200)
+    assert np.all(mosaic[middle, cell + 5] == 255) and np.all(mosaic[middle, cell + side - 5] == 0)  # mask
+    assert np.all(mosaic[middle, 2 * cell + 5] == figures.HOLE_COLOUR)
+    assert np.all(mosaic[:, 4 * cell:] == figures.BACKGROUND)  # the failed panel stays blank
+    assert np.all(mosaic[:side // 4 - 1, 0] == figures.BACKGROUND)  # a 2:1 panel is centred in its slot
 
 
 def test_fit_to_slot_shrinks_large_panels_only_and_keeps_aspect() -> None:

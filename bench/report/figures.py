@@ -57,6 +57,32 @@ def save_figure(figure: Figure, path: Path, *, dpi: int = FIGURE_DPI) -> None:
     write_bytes(path, buffer.getvalue())
 
 
+#: White space between the panels of a grid, in pixels.
+PANEL_GAP_PIXELS = 8
+#: Colour of the grid's background and of a failed panel.
+BACKGROUND = 255
+
+
+def slot_panel(panel: np.ndarray, side: int = SLOT_PIXELS) -> np.ndarray:
+    """A grid panel as uint8 RGB scaled so that its longer side is ``side`` pixels.
+
+    Images shrink by area averaging and grow by Lanczos interpolation; masks (bool) are drawn in grey
+    levels (white = hole) and grow by nearest neighbour, so their pixels stay visible.
+    """
+    is_mask = panel.dtype == np.bool_
+    height, width = panel.shape[:2]
+    if max(height, width) > side:
+        panel = fit_to_slot(panel, side)
+    elif max(height, width) < side:
+        size = (max(1, round(width * side / max(height, width))), max(1, round(height * side / max(height, width))))
+        source = panel.astype(np.uint8) if is_mask else panel
+        panel = cv2.resize(source, size, interpolation=cv2.INTER_NEAREST if is_mask else cv2.INTER_LANCZOS4)
+    if is_mask:
+        grey = np.clip(np.rint(panel.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+        panel = np.repeat(grey[:, :, None], 3, axis=2)
+    return panel
+
+
 def comparison_grid(
     image_ids: Sequence[str],
     originals: Sequence[np.ndarray],
@@ -69,36 +95,40 @@ def comparison_grid(
     """One row per image: original | mask | masked input | one column per method.
 
     ``predictions[method][i]`` may be ``None`` when that job failed; its panel then says so.
+
+    The panels are scaled to their slot and laid out as one mosaic shown pixel for pixel in a single
+    axes, with the labels as text around it: a figure of one image instead of one axes per panel
+    draws about ten times faster and looks the same.
     """
     columns = ["original", "mask", "masked input", *predictions]
     n_rows, n_cols = len(image_ids), len(columns)
-    figure, axes = new_figure(n_rows, n_cols, figsize=(PANEL_INCHES * n_cols, PANEL_INCHES * n_rows),
-                                squeeze=False)
+    cell = SLOT_PIXELS + PANEL_GAP_PIXELS
+    mosaic = np.full((n_rows * cell - PANEL_GAP_PIXELS, n_cols * cell - PANEL_GAP_PIXELS, 3), BACKGROUND, np.uint8)
+    figure = Figure(figsize=(mosaic.shape[1] / FIGURE_DPI, mosaic.shape[0] / FIGURE_DPI), dpi=FIGURE_DPI)
+    axis = figure.add_axes((0.0, 0.0, 1.0, 1.0))
+    axis.set_axis_off()
+    centre = SLOT_PIXELS / 2
     for row, (image_id, original, hole_mask) in enumerate(zip(image_ids, originals, hole_masks)):
         masked = np.where(hole_mask[:, :, None], HOLE_COLOUR, original)
         panels: list[np.ndarray | None] = [original, hole_mask, masked]
         panels += [predictions[method][row] for method in predictions]
         for col, panel in enumerate(panels):
-            panel = fit_to_slot(panel) if panel is not None else None
-            axis = axes[row, col]
-            axis.set_xticks([])
-            axis.set_yticks([])
             if panel is None:
-                axis.text(0.5, 0.5, "failed", ha="center", va="center", transform=axis.transAxes)
-            elif panel.ndim == 2:
-                axis.imshow(panel, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                axis.imshow(panel, interpolation="lanczos")
-            if row == 0:
-                axis.set_title(columns[col], fontsize=10, parse_math=False)
-            if col == 0:
-                axis.set_ylabel(f"{image_id}\n{hole_mask.mean() * 100:.1f}% hole", fontsize=9, parse_math=False)
+                axis.text(col * cell + centre, row * cell + centre, "failed", ha="center", va="center")
+                continue
+            shown = slot_panel(panel)
+            top = row * cell + (SLOT_PIXELS - shown.shape[0]) // 2
+            left = col * cell + (SLOT_PIXELS - shown.shape[1]) // 2
+            mosaic[top:top + shown.shape[0], left:left + shown.shape[1]] = shown
+        axis.text(-PANEL_GAP_PIXELS, row * cell + centre, f"{image_id}\n{hole_mask.mean() * 100:.1f}% hole",
+                  fontsize=9, rotation=90, ha="right", va="center", multialignment="center", parse_math=False)
+    for col, name in enumerate(columns):
+        axis.text(col * cell + centre, -PANEL_GAP_PIXELS, name, fontsize=10, ha="center", va="bottom",
+                  parse_math=False)
     if title:
-        figure.suptitle(title, fontsize=12, parse_math=False)
-        # Keep about 0.4 inch above the panels so the title never overlaps the column headers.
-        figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / figure.get_figheight()))
-    else:
-        figure.tight_layout()
+        axis.text(mosaic.shape[1] / 2, -PANEL_GAP_PIXELS - 30, title, fontsize=12, ha="center", va="bottom",
+                  parse_math=False)
+    axis.imshow(mosaic, interpolation="none")
     save_figure(figure, path)
 
 
