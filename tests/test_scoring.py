@@ -94,3 +94,40 @@ def test_images_too_small_for_lpips_get_nan(tmp_path):
                        runs_root=str(tmp_path / "runs"))
     rows = Runner(config, progress=False).run().rows
     assert rows["lpips"].isna().all()
+
+
+def test_backbone_loading_is_not_counted_as_per_image_cost(tmp_path, monkeypatch):
+    """Loading LPIPS and the Inception is reported once, apart from the seconds per image."""
+    from bench.run import scoring
+    from bench.report.model import learned_metric_lines
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(scoring.time, "perf_counter", lambda: clock["now"])
+
+    class SlowToLoad:
+        def __init__(self, *args, **kwargs):
+            clock["now"] += 10.0
+
+        def __call__(self, predictions, targets):
+            clock["now"] += 0.5
+            return np.zeros(1)
+
+        def extract(self, images):
+            clock["now"] += 0.25 * len(images)
+            return scoring.torch.zeros(len(images), 2048)
+
+    monkeypatch.setattr(scoring, "LPIPSMetric", SlowToLoad)
+    monkeypatch.setattr(scoring, "InceptionFeatures", SlowToLoad)
+    scorer = scoring.StreamingScorer(tmp_path)
+    scorer.report = scoring.ScoringReport(None, None)
+    image = np.zeros((64, 64, 3), np.uint8)
+    for index in range(4):
+        record = {"method": "telea", "case": "small", "image_id": f"i{index}"}
+        scorer.add_job(tmp_path / f"i{index}.json", record, image, image)
+    scorer.flush()
+    summary = scorer.report.as_dict()
+    assert summary["lpips_seconds_per_image"] == 0.5 and summary["features_seconds_per_image"] == 0.25
+    assert summary["backbone_setup_seconds"] == 20.0
+    assert learned_metric_lines({"scoring": summary})[-1] == (
+        "- Metric cost on this machine: LPIPS 0.500 s per image, Inception features 0.250 s per image, plus 20.0 s "
+        "once to load the backbones.")

@@ -347,9 +347,13 @@ def learned_metric_lines(meta: dict) -> list[str]:
                      "of each case; KID ×1000, mean ± std over 100 subsets of 1,000 images, or one value without ± "
                      f"below 1,000 images (one subset: every image). FID is shown as n/a below {FID_MIN_N} images; "
                      f"FID marked * (fewer than {FID_RELIABLE_MIN_N:,} images): {FID_INDICATIVE_REASON}.")
-    for key, label in (("lpips_seconds_per_image", "LPIPS"), ("features_seconds_per_image", "Inception features")):
-        if scoring.get(key):
-            lines.append(f"- Metric cost on this machine: {label} {scoring[key]:.3f} s per image.")
+    costs = [f"{label} {scoring[key]:.3f} s per image"
+             for key, label in (("lpips_seconds_per_image", "LPIPS"), ("features_seconds_per_image", "Inception features"))
+             if scoring.get(key)]
+    if costs:
+        setup = scoring.get("backbone_setup_seconds")
+        once = f", plus {setup:.1f} s once to load the backbones" if setup else ""
+        lines.append(f"- Metric cost on this machine: {', '.join(costs)}{once}.")
     return lines
 
 

@@ -51,7 +51,11 @@ FEATURE_BATCH = 1
 
 @dataclass
 class ScoringReport:
-    """What the scoring stage did: availability of each learned metric and its cost per image."""
+    """What the scoring stage did: availability of each learned metric and its cost per image.
+
+    Loading the backbones is counted apart (``setup_seconds``): once per process, it is no per-image
+    cost, and spread over a small run it made the Inception look several times slower than it is.
+    """
 
     lpips_unavailable: str | None
     fid_unavailable: str | None
@@ -59,6 +63,7 @@ class ScoringReport:
     features_extracted: int = 0
     lpips_seconds: float = 0.0
     feature_seconds: float = 0.0
+    setup_seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return {
@@ -70,6 +75,7 @@ class ScoringReport:
             "lpips_seconds_per_image": self.lpips_seconds / self.lpips_scored if self.lpips_scored else None,
             "features_seconds_per_image": (self.feature_seconds / self.features_extracted
                                            if self.features_extracted else None),
+            "backbone_setup_seconds": self.setup_seconds,
         }
 
 
@@ -144,9 +150,11 @@ class StreamingScorer:
                 samples: Sequence[np.ndarray] = ()) -> None:
         """Score one computed job: LPIPS (and diversity) now, features in the next pass, then the record."""
         if self.report.lpips_unavailable is None:
-            start = time.perf_counter()
             if self._lpips is None:
+                start = time.perf_counter()
                 self._lpips = LPIPSMetric(LPIPS_NET, device=self.device)
+                self.report.setup_seconds += time.perf_counter() - start
+            start = time.perf_counter()
             with torch.inference_mode():
                 record["lpips"] = (float("nan") if min(prediction.shape[:2]) < LPIPS_MIN_SIDE
                                    else float(self._lpips(prediction, original)[0]))
@@ -169,9 +177,11 @@ class StreamingScorer:
         """Extract the queued features, save them, then write the records that waited for them."""
         if not self._pending:
             return
-        start = time.perf_counter()
         if self._extractor is None:
+            start = time.perf_counter()
             self._extractor = InceptionFeatures(device=self.device, batch_size=FEATURE_BATCH)
+            self.report.setup_seconds += time.perf_counter() - start
+        start = time.perf_counter()
         with torch.inference_mode():
             features = self._extractor.extract([image for _, image, _ in self._pending]).numpy()
         for (target, _, record), vector in zip(self._pending, features):
@@ -190,7 +200,8 @@ def merge_reports(reports: Sequence[ScoringReport]) -> ScoringReport:
                          lpips_scored=sum(report.lpips_scored for report in reports),
                          features_extracted=sum(report.features_extracted for report in reports),
                          lpips_seconds=sum(report.lpips_seconds for report in reports),
-                         feature_seconds=sum(report.feature_seconds for report in reports))
+                         feature_seconds=sum(report.feature_seconds for report in reports),
+                         setup_seconds=sum(report.setup_seconds for report in reports))
 
 
 def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, np.ndarray], *,
@@ -227,8 +238,10 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
                          if report.fid_unavailable is None and not paths.original_features(image_id).exists()]
     if not todo and not missing_originals:
         return report
+    start = time.perf_counter()
     lpips_metric = LPIPSMetric(LPIPS_NET, device=device) if any(item[2] for item in todo) else None
     extractor = InceptionFeatures(device=device, batch_size=FEATURE_BATCH) if (missing_originals or any(item[3] for item in todo)) else None
+    report.setup_seconds += time.perf_counter() - start
     feature_jobs = [(paths.original_features(image_id), lambda image_id=image_id: originals[image_id])
                     for image_id in missing_originals]
     with torch.inference_mode():
