@@ -288,7 +288,9 @@ class MIGAN(Inpainter):
         self.mode = mode
         self.context = context
         self.device = torch.device(device)
-        self.generator = generator.to(self.device)
+        # Channels-last: the network is depthwise and 1x1 convolutions, which oneDNN runs much faster in
+        # that layout on the CPU; outputs move by ~1e-7 (within the golden tolerance).
+        self.generator = generator.to(self.device, memory_format=torch.channels_last)
         self.side = generator.resolution
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, *, seed: int | None = None) -> np.ndarray:
@@ -302,7 +304,7 @@ class MIGAN(Inpainter):
 
     def _complete(self, image: np.ndarray, known: np.ndarray) -> torch.Tensor:
         """``known * image + (1 - known) * G(x)`` in [-1, 1] for an R x R image, ``1 x 3 x R x R`` on the CPU."""
-        x = network_input(image, known).to(self.device)
+        x = network_input(image, known).to(self.device, memory_format=torch.channels_last)
         with torch.inference_mode():
             output = self.generator(x)
         known_tensor, pixels = x[:, :1] + 0.5, x[:, 1:]

@@ -45,8 +45,13 @@ BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)
 
 
 def activation(x: torch.Tensor) -> torch.Tensor:
-    """The reference's ``lrelu_agc``: leaky ReLU (slope 0.2), times sqrt(2), then clamped to +-256."""
-    return (F.leaky_relu(x, LEAKY_SLOPE) * ACTIVATION_GAIN).clamp(-ACTIVATION_CLAMP, ACTIVATION_CLAMP)
+    """The reference's ``lrelu_agc``: leaky ReLU (slope 0.2), times sqrt(2), then clamped to +-256.
+
+    Works in place: every caller passes a tensor it has just computed. The same three operations in
+    the same order give the same values; skipping a fresh whole-image tensor per operation made the
+    element-wise work about half of a CPU pass at 512 x 512.
+    """
+    return F.leaky_relu_(x, LEAKY_SLOPE).mul_(ACTIVATION_GAIN).clamp_(-ACTIVATION_CLAMP, ACTIVATION_CLAMP)
 
 
 def channels_at(resolution: int, ch_base: int, ch_max: int) -> int:
@@ -97,7 +102,7 @@ class Upsample2d(nn.Module):
             self.filter.weight.copy_(_blur_kernel(channels, gain=4.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.nearest_up(x) * self.filter_const
+        x = self.nearest_up(x).mul_(self.filter_const)
         return self.filter(F.pad(x, (2, 1, 2, 1)))
 
 
@@ -139,7 +144,7 @@ class SeparableConv2d(nn.Module):
         if self.upsample is not None:
             x = self.upsample(x)
         if self.use_noise:
-            x = x + self.noise_const * self.noise_strength
+            x = x.add_(self.noise_const * self.noise_strength)
         return activation(x)
 
 
@@ -190,7 +195,7 @@ class SynthesisBlockFirst(nn.Module):
         self.torgb = nn.Conv2d(channels, RGB_CHANNELS, kernel_size=1)
 
     def forward(self, x: torch.Tensor, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.conv2(self.conv1(x) + feature)
+        x = self.conv2(self.conv1(x).add_(feature))
         return x, self.torgb(x)
 
 
@@ -206,8 +211,8 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, feature: torch.Tensor,
                 img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.conv2(self.conv1(x) + feature)
-        return x, self.upsample(img) + self.torgb(x)
+        x = self.conv2(self.conv1(x).add_(feature))
+        return x, self.upsample(img).add_(self.torgb(x))
 
 
 class Synthesis(nn.Module):
