@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import pstats
 import statistics
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -205,15 +207,19 @@ def default_run_stages(runs_dir: str, threads: int) -> list[list]:
         return sum(entry[3] for (path, _, name), entry in stats.stats.items()  # type: ignore[attr-defined]
                    if name == function and file_part in path)
 
-    jobs = cumulative("execute_job", "runner.py")
+    jobs = cumulative("run_job", "runner.py")
     methods = cumulative("inpaint", "methods/")
-    learned = cumulative("score_run", "scoring.py")
+    # The run's own account of its learned metrics: backbone loading plus every LPIPS and Inception pass.
+    scoring = json.loads(next(Path(runs_dir).glob("run-*/run.json")).read_text())["scoring"]
+    learned = (scoring["backbone_setup_seconds"]
+               + (scoring["lpips_seconds_per_image"] or 0.0) * scoring["lpips_scored"]
+               + (scoring["features_seconds_per_image"] or 0.0) * scoring["features_extracted"])
     report = cumulative("build_report", "build.py")
     grids = cumulative("comparison_grid", "figures.py")
     rows = [["imports (measured alone)", import_s],
             ["methods' own calls (inpaint)", methods],
             ["per-job harness (masking, pixel metrics, PNG, records)", jobs - methods],
-            ["learned metrics (LPIPS, Inception)", learned],
+            ["learned metrics (LPIPS, Inception: loading and passes)", learned],
             ["report: comparison grids", grids],
             ["report: everything else", report - grids],
             ["rest (imports, inputs, masks, loading methods, tables)", total_s - jobs - learned - report],
