@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import gc
+import weakref
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -227,3 +231,75 @@ def test_config_is_written_when_the_run_starts_and_run_json_when_it_ends(tmp_pat
     monkeypatch.undo()
     Runner(config, progress=False, command="relama-bench run (test)").run()
     assert read_json(config.run_dir() / "run.json")["command"] == "relama-bench run (test)"
+
+
+class _CountsLiveImages(Inpainter):
+    """Records, at each call, how many image arrays the run has read that are still alive."""
+
+    name = "test-counts-live-images"
+    family = Family.CNN
+    live: list = []
+    counts: list = []
+
+    def inpaint(self, image, mask, *, seed=None):
+        gc.collect()
+        _CountsLiveImages.counts.append(sum(ref() is not None for ref in _CountsLiveImages.live))
+        return np.full_like(image, 5)
+
+
+def test_images_are_read_by_the_job_that_needs_them_not_held_for_the_run(tmp_path, monkeypatch):
+    from bench.run import data as data_module, runner
+
+    def tracked(array):
+        _CountsLiveImages.live.append(weakref.ref(array))
+        return array
+
+    real_load, real_read = data_module.ImageSource.load, runner.read_rgb_png
+    monkeypatch.setattr(data_module.ImageSource, "load", lambda source: _track_bench_image(real_load(source), tracked))
+    monkeypatch.setattr(runner, "read_rgb_png", lambda path: tracked(real_read(path)))
+    monkeypatch.setitem(registry._REGISTRY, _CountsLiveImages.name, _CountsLiveImages)
+    _CountsLiveImages.live.clear()
+    _CountsLiveImages.counts.clear()
+    data = write_photos(tmp_path / "data", 12, (32, 32), prefix="img")
+    config = RunConfig(methods=[_CountsLiveImages.name], cases=["small", "large"], data=str(data),
+                       runs_root=str(tmp_path / "runs"), learned_metrics=False)
+    outcome = Runner(config, progress=False).run()
+    assert len(outcome.rows) == 24 and len(_CountsLiveImages.counts) == 24
+    # The job's own image only, however many images the run has.
+    assert max(_CountsLiveImages.counts) == 1
+
+
+def _track_bench_image(bench_image, tracked):
+    tracked(bench_image.image)
+    return bench_image
+
+
+class _RepaintsAnotherImage(Inpainter):
+    """Overwrites the run's prepared copy of image img1 while img0's job runs."""
+
+    name = "test-repaints-another-image"
+    family = Family.CNN
+    run_dir: Path | None = None
+
+    def inpaint(self, image, mask, *, seed=None):
+        if _RepaintsAnotherImage.run_dir is not None:
+            Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(_RepaintsAnotherImage.run_dir / "images" / "img1.png")
+            _RepaintsAnotherImage.run_dir = None
+        return np.full_like(image, 5)
+
+
+def test_a_prepared_input_changed_during_the_run_fails_its_jobs_and_a_rerun_restores_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, _RepaintsAnotherImage.name, _RepaintsAnotherImage)
+    data = write_photos(tmp_path / "data", 2, (32, 32), prefix="img")
+    config = RunConfig(methods=[_RepaintsAnotherImage.name], cases=["large"], data=str(data),
+                       runs_root=str(tmp_path / "runs"), learned_metrics=False)
+    _RepaintsAnotherImage.run_dir = config.run_dir()
+    first = Runner(config, progress=False).run()
+    assert first.rows["image_id"].tolist() == ["img0"]
+    [error] = first.errors["error"].tolist()
+    assert "img1.png changed while the run was going: rerun the same command" in error
+    again = Runner(config, progress=False).run()
+    fresh = Runner(RunConfig(**{**vars(config), "runs_root": str(tmp_path / "fresh")}), progress=False).run()
+    assert again.errors.empty and again.computed_jobs == 1
+    columns = ["image_id", "psnr", "ssim", "l1", "hole_fraction"]
+    pd.testing.assert_frame_equal(again.rows[columns], fresh.rows[columns])

@@ -148,3 +148,23 @@ def test_an_error_raised_for_a_finished_job_stops_the_pool_and_its_workers():
         run_parallel(time.sleep, [0.0, 30.0, 30.0, 30.0, 30.0], 2, stop_at_the_first)
     assert seen == [0.0]
     assert multiprocessing.active_children() == [], "the workers must be gone when the error propagates"
+
+
+def test_finished_results_are_let_go_as_the_run_goes_on():
+    import gc
+    import weakref
+
+    from bench.run import workers
+
+    handled = []
+    alive = []
+
+    def keep_a_reference(item, future):
+        handled.append(weakref.ref(future))
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in handled))
+
+    workers.run_parallel(bytes, [1000] * 40, 2, keep_a_reference)
+    assert len(handled) == 40
+    # At most the submitted window is alive at any moment, however many jobs the run has.
+    assert max(alive) <= 2 * workers._IN_FLIGHT_PER_WORKER

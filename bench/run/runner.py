@@ -12,6 +12,11 @@ A record is valid only for the content it was computed from: it stores its job's
 prepared images and masks written to the run directory are likewise rewritten when their content
 changes, and the Inception features cached for a changed image or a recomputed job are discarded.
 
+Memory does not grow with the number of images: a rank reads each image once to write its prepared
+copy and masks into the run directory (`Runner.write_inputs`), keeping only digests and facts, and each
+job reads its image and mask back from there (`read_job_inputs`), checked against the digests its key
+was computed from, and lets them go when it is done.
+
 Under ``torchrun`` each rank runs the jobs of its shard of the images (`bench.run.distributed`); rank 0
 collects every rank's rows after the others finish, so the rows are those of a one-process run.
 
@@ -29,7 +34,7 @@ import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,7 +47,7 @@ from bench.run import distributed
 from bench.run.data import IMAGE_SUFFIXES, BenchImage, ImageSource, apply_size_policy, image_sources, load_image
 from bench.run.distributed import Ranks
 from bench.run.identity import ContentDigests, JobIdentity, array_digest
-from bench.run.rundir import RunDir, read_json, sample_path, write_json, write_rgb_png, write_table
+from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write_json, write_rgb_png, write_table
 from bench.run.metadata import EXTERNAL_FAMILY, USER_CASE, RunOutcome, config_document, run_metadata
 from bench.run.scoring import StreamingScorer, disabled_report, merge_reports, metrics_missing, score_run
 from bench.run.workers import run_parallel
@@ -69,16 +74,40 @@ class Job:
     image_id: str
 
 
+@dataclass(frozen=True)
+class PreparedMask:
+    """One case's hole mask of an image, as its jobs need to know it: content digest, how it was made
+    (`mask_record`) and whether it has a hole."""
+
+    digest: str
+    info: dict[str, str]
+    has_hole: bool
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One image of a rank's shard after `Runner.write_inputs`: its digest, facts (`image_facts`) and
+    masks by case, but not its pixels, which its jobs read from the run directory."""
+
+    image_id: str
+    digest: str
+    facts: dict
+    masks: dict[str, PreparedMask]
+
+
 @dataclass
 class JobSpec:
-    """Everything a worker process needs to run one job."""
+    """Everything a worker process needs to run one job (paths and digests of its inputs, not the
+    pixels: the job reads them, see `read_job_inputs`)."""
 
     job: Job
     key: str
     weights: str | None
     weights_digest: str | None
-    image: np.ndarray
-    hole_mask: np.ndarray
+    image_path: Path
+    image_digest: str
+    mask_path: Path
+    mask_digest: str
     seed: int
     pred_path: Path
     record_path: Path
@@ -96,11 +125,43 @@ class JobSpec:
 
 @dataclass
 class JobResult:
-    """A computed job: its record (not yet written) and its composited prediction and extra samples."""
+    """A computed job: its record (not yet written), its composited prediction and extra samples, and
+    the original image they were computed from (for the learned metrics)."""
 
     record: dict
     prediction: np.ndarray
+    original: np.ndarray
     samples: list[np.ndarray] = field(default_factory=list)
+
+
+def read_prepared_image(path: Path, digest: str) -> np.ndarray:
+    """A prepared image of the run directory (``images/<id>.png``), checked to hold the content
+    ``digest`` (`array_digest`) names.
+
+    Raises
+    ------
+    ValueError
+        The file holds other pixels (it changed after the run wrote it); the message names it.
+    """
+    image = read_rgb_png(path)
+    if array_digest(image) != digest:
+        _discard_changed(path)
+    return image
+
+
+def _discard_changed(path: Path) -> None:
+    # Removed, so that the rerun the message asks for writes it again (the manifest alone would keep it).
+    path.unlink(missing_ok=True)
+    raise ValueError(f"{path} changed while the run was going: rerun the same command to rewrite it")
+
+
+def read_job_inputs(spec: JobSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The job's image and hole mask, read from the run directory and checked against the digests its
+    key was computed from, so the result is exactly the one the key names."""
+    hole_mask = read_mask_png(spec.mask_path)
+    if array_digest(hole_mask) != spec.mask_digest:
+        _discard_changed(spec.mask_path)
+    return read_prepared_image(spec.image_path, spec.image_digest), hole_mask
 
 
 def job_seed(seed: int, case: str, image_id: str) -> int:
@@ -190,7 +251,7 @@ def score_prediction(spec: JobSpec) -> JobResult:
     The prediction must have the image's size. Its known pixels are replaced by the original's, as for
     every method; ``known_pixels_changed`` records whether the method had altered any of them.
     """
-    image, hole_mask, job = spec.image, spec.hole_mask, spec.job
+    (image, hole_mask), job = read_job_inputs(spec), spec.job
     path = find_prediction(spec.predictions, job.image_id)
     prediction, _ = load_image(path)
     if prediction.shape != image.shape:
@@ -209,7 +270,7 @@ def score_prediction(spec: JobSpec) -> JobResult:
     }
     if spec.save_prediction:
         write_rgb_png(spec.pred_path, result)
-    return JobResult(record, result)
+    return JobResult(record, result, image)
 
 
 def run_job(spec: JobSpec) -> JobResult:
@@ -223,7 +284,7 @@ def run_job(spec: JobSpec) -> JobResult:
     """
     if spec.predictions is not None:
         return score_prediction(spec)
-    image, hole_mask, job = spec.image, spec.hole_mask, spec.job
+    (image, hole_mask), job = read_job_inputs(spec), spec.job
     hole_fraction = float(hole_mask.mean())
     note = ""
     extra_samples: list[np.ndarray] = []
@@ -271,7 +332,7 @@ def run_job(spec: JobSpec) -> JobResult:
     }
     if spec.save_prediction:
         write_rgb_png(spec.pred_path, result)
-    return JobResult(record, result, samples)
+    return JobResult(record, result, image, samples)
 
 
 class Runner:
@@ -318,13 +379,14 @@ class Runner:
             raise UserError(f"--limit {config.limit} selects no image: pass a positive number or leave it out")
         return image_sources(config.data, size=config.size, limit=config.limit, max_side=config.max_side)
 
-    def write_inputs(self, images: list[BenchImage]) -> tuple[dict[str, str], dict[str, dict[str, DrawnMask]]]:
-        """Content digests of the images, and hole masks by case and image id.
+    def write_inputs(self, sources: list[ImageSource]) -> list[PreparedImage]:
+        """Read each image of ``sources`` once, write its prepared copy and its masks into the run
+        directory, and keep only what its jobs need to know (`PreparedImage`), not its pixels.
 
-        The prepared images go to ``images/<id>.png`` (so that a report can be re-rendered from the run
-        directory alone) and the masks to ``masks/<case>/<id>.png``; each is rewritten when its content
-        differs from what ``inputs.json`` says the file holds, and a changed image's cached Inception
-        features are discarded.
+        The prepared images go to ``images/<id>.png`` (the jobs read them back, and a report can be
+        re-rendered from the run directory alone) and the masks to ``masks/<case>/<id>.png``; each is
+        rewritten when its content differs from what ``inputs.json`` says the file holds, and a changed
+        image's cached Inception features are discarded.
         """
         # Under torchrun each rank keeps the manifest of the files it wrote; all are read, since a resumed
         # run may deal the images out differently. An entry that is stale only causes a rewrite.
@@ -345,10 +407,11 @@ class Runner:
                 write(path)
                 written[relative] = digest
 
-        image_digests: dict[str, str] = {}
-        for bench_image in images:
+        prepared = []
+        for source in sources:
+            bench_image = source.load()
             image_id = bench_image.image_id
-            digest = image_digests[image_id] = array_digest(bench_image.image)
+            digest = array_digest(bench_image.image)
 
             def write_image(path: Path, bench_image: BenchImage = bench_image) -> None:
                 # Features of the old content must go before the new content is recorded.
@@ -356,17 +419,17 @@ class Runner:
                 write_rgb_png(path, bench_image.image)
 
             write_if_changed(self.paths.image(image_id), digest, write_image)
-        masks: dict[str, dict[str, DrawnMask]] = {}
-        for case in self.config.cases:
-            masks[case] = {}
-            for bench_image in images:
+            masks = {}
+            for case in self.config.cases:
                 drawn = self._draw_mask(case, bench_image)
-                masks[case][bench_image.image_id] = drawn
-                write_if_changed(self.paths.mask(case, bench_image.image_id), array_digest(drawn.mask),
+                mask_digest = array_digest(drawn.mask)
+                write_if_changed(self.paths.mask(case, image_id), mask_digest,
                                  lambda path, mask=drawn.mask: write_mask_png(path, mask))
+                masks[case] = PreparedMask(mask_digest, mask_record(drawn), bool(drawn.mask.any()))
+            prepared.append(PreparedImage(image_id, digest, image_facts(bench_image), masks))
         if written != manifest:
             write_json(manifest_path, written)
-        return image_digests, masks
+        return prepared
 
     def _draw_mask(self, case: str, bench_image: BenchImage) -> DrawnMask:
         shape, image_id = bench_image.image.shape[:2], bench_image.image_id
@@ -491,27 +554,24 @@ class Runner:
             return self.config.save_predictions
         return "all" if jobs <= SAVE_ALL_MAX_JOBS else "grids"
 
-    def _specs(self, methods: list[str], images: list[BenchImage], image_digests: dict[str, str],
-               masks: dict[str, dict[str, DrawnMask]], weights_digests: dict[str, str | None],
+    def _specs(self, methods: list[str], images: list[PreparedImage], weights_digests: dict[str, str | None],
                digests: ContentDigests, saved: set[str] | None = None) -> Iterator[JobSpec]:
         """Jobs of ``images``; ``saved`` is the set of image ids whose predictions are written (all when
         ``None``)."""
         software = dict(software_versions())
-        mask_digests = {case: {image_id: array_digest(drawn.mask) for image_id, drawn in case_masks.items()}
-                        for case, case_masks in masks.items()}
         for method in methods:
             external = Path(self.config.predictions[method]) if method in self.config.predictions else None
             device = "external" if external is not None else device_kind(method, self.config.device)
             options = self.config.options.get(method, {})
             for case in self.config.cases:
-                for bench_image in images:
-                    job = Job(method, case, bench_image.image_id)
-                    seed = job_seed(self.config.seed, case, bench_image.image_id)
+                for image in images:
+                    image_id, mask = image.image_id, image.masks[case]
+                    job = Job(method, case, image_id)
+                    seed = job_seed(self.config.seed, case, image_id)
                     identity = JobIdentity(
-                        method=method, case=case, image_id=bench_image.image_id,
-                        image=image_digests[bench_image.image_id], mask=mask_digests[case][bench_image.image_id],
+                        method=method, case=case, image_id=image_id, image=image.digest, mask=mask.digest,
                         weights=(weights_digests[method] if external is None
-                                 else _prediction_digest(digests, external, bench_image.image_id)),
+                                 else _prediction_digest(digests, external, image_id)),
                         device=device, seed=seed, samples=self.config.samples, options=options, software=software,
                         ssim=self.config.ssim,
                     )
@@ -520,23 +580,25 @@ class Runner:
                         key=identity.key(),
                         weights=self.config.weights.get(method),
                         weights_digest=weights_digests[method],
-                        image=bench_image.image,
-                        hole_mask=masks[case][bench_image.image_id].mask,
+                        image_path=self.paths.image(image_id),
+                        image_digest=image.digest,
+                        mask_path=self.paths.mask(case, image_id),
+                        mask_digest=mask.digest,
                         seed=seed,
-                        pred_path=self.paths.prediction(method, case, bench_image.image_id),
-                        record_path=self.paths.record(method, case, bench_image.image_id),
+                        pred_path=self.paths.prediction(method, case, image_id),
+                        record_path=self.paths.record(method, case, image_id),
                         samples=self.config.samples,
                         options=options,
                         ssim_convention=self.config.ssim,
-                        mask_info=mask_record(masks[case][bench_image.image_id]),
+                        mask_info=mask.info,
                         device=self.config.device,
                         predictions=external,
-                        save_prediction=saved is None or bench_image.image_id in saved,
+                        save_prediction=saved is None or image_id in saved,
                     )
 
-    def _check_holes(self, masks: dict[str, dict[str, DrawnMask]]) -> None:
+    def _check_holes(self, images: list[PreparedImage]) -> None:
         # Under torchrun a rank's shard may hold only hole-free masks while others do not.
-        has_hole = any(drawn.mask.any() for case_masks in masks.values() for drawn in case_masks.values())
+        has_hole = any(mask.has_hole for image in images for mask in image.masks.values())
         if self.ranks.all_max(int(has_hole)):
             return
         if self.config.masks is not None:
@@ -569,9 +631,8 @@ class Runner:
         if ranks.is_main:
             self.paths.write_config(config_document(self.config))
         sources = self.image_sources()
-        images = [source.load() for source in distributed.shard(sources, ranks)]
-        image_digests, masks = self.write_inputs(images)
-        self._check_holes(masks)
+        images = self.write_inputs(distributed.shard(sources, ranks))
+        self._check_holes(images)
         methods, skipped = self.resolve_methods()
         digests = ContentDigests(self.paths.digests_path, write_json)
         built, weights_digests, not_loaded = self.load_methods(methods, digests)
@@ -581,7 +642,7 @@ class Runner:
         # The figure grids show the first images of the run: "grids" keeps their predictions only.
         saved = (None if save_policy == "all" else
                  {source.image_id for source in sources[:self.config.figure_rows]} if save_policy == "grids" else set())
-        specs = list(self._specs(methods, images, image_digests, masks, weights_digests, digests, saved))
+        specs = list(self._specs(methods, images, weights_digests, digests, saved))
         if ranks.is_main:
             digests.save()
         scorer = (StreamingScorer(self.run_dir, device=pick_device(self.config.device, ("cpu", "cuda"),
@@ -607,7 +668,7 @@ class Runner:
             if scorer is None:
                 write_json(spec.record_path, result.record)
             else:
-                scorer.add_job(spec.record_path, result.record, result.prediction, spec.image, result.samples)
+                scorer.add_job(spec.record_path, result.record, result.prediction, result.original, result.samples)
 
         def finished(spec: JobSpec, future: Future) -> None:
             error = future.exception()
@@ -620,14 +681,18 @@ class Runner:
                 record_error(spec, error)
             bar.update()
 
-        if scorer is not None:
+        originals = PreparedImages(self.paths, images)
+        if scorer is not None and scorer.report.fid_unavailable is None:
             for image in images:
-                scorer.add_original(image.image_id, image.image)
+                # Read only when its features are not cached yet.
+                if not self.paths.original_features(image.image_id).exists():
+                    scorer.add_original(image.image_id, originals[image.image_id])
         # The machine's cores are split between the ranks that share it.
         workers = max(1, self.config.workers // ranks.local_world_size)
-        parallel = [s for s in pending
-                    if workers > 1 and (s.predictions is not None or _is_cpu_method(s.job.method))]
-        serial = [s for s in pending if s not in parallel]
+        parallel, serial = [], []
+        for spec in pending:
+            in_parallel = workers > 1 and (spec.predictions is not None or _is_cpu_method(spec.job.method))
+            (parallel if in_parallel else serial).append(spec)
         try:
             if parallel:
                 run_parallel(run_job, parallel, workers, finished)
@@ -650,14 +715,14 @@ class Runner:
             # Jobs finished by an earlier attempt without learned metrics, scored from their saved PNGs.
             caught_up = score_run(self.run_dir, [spec.record_path for spec in specs
                                                  if spec.save_prediction and is_finished(spec)],
-                                  {image.image_id: image.image for image in images}, progress=self.progress,
+                                  originals, progress=self.progress,
                                   device=scorer.device)
             scoring = merge_reports([scorer.report, caught_up])
         else:
             scoring = disabled_report()
         if not shared:
             distributed.send_files_to_main(self.run_dir, self._shard_files(specs, images), ranks)
-        facts = [image_facts(image) for image in images]
+        facts = [image.facts for image in images]
         # What rank 0 needs to collect the rows: which record each job must have (its key).
         keys = [(spec.record_path.relative_to(self.run_dir).as_posix(), spec.key) for spec in specs]
         gathered = ranks.gather((errors, facts, scoring, len(pending) - len(errors), len(specs) - len(pending), keys))
@@ -700,7 +765,7 @@ class Runner:
             return distributed.run_dir_is_shared(self.paths.rank_token_path, self.ranks)
         return setting == "yes" or not self.ranks.distributed
 
-    def _shard_files(self, specs: list[JobSpec], images: list[BenchImage]) -> Iterator[str]:
+    def _shard_files(self, specs: list[JobSpec], images: list[PreparedImage]) -> Iterator[str]:
         """Run-directory paths (relative) of every file of this rank's shard: inputs, predictions,
         samples, records and Inception features."""
         paths = self.paths
@@ -720,6 +785,24 @@ class Runner:
 
 
 ERROR_COLUMNS = ["method", "case", "image_id", "error"]
+
+
+class PreparedImages(Mapping[str, np.ndarray]):
+    """A shard's prepared images by id, each read from the run directory (and checked against its
+    digest) only when asked for, so the scoring stage never holds more than the images it works on."""
+
+    def __init__(self, paths: RunDir, images: list[PreparedImage]) -> None:
+        self._paths = paths
+        self._digests = {image.image_id: image.digest for image in images}
+
+    def __getitem__(self, image_id: str) -> np.ndarray:
+        return read_prepared_image(self._paths.image(image_id), self._digests[image_id])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._digests)
+
+    def __len__(self) -> int:
+        return len(self._digests)
 
 
 def image_facts(image: BenchImage) -> dict:

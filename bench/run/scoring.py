@@ -15,7 +15,7 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -204,7 +204,7 @@ def merge_reports(reports: Sequence[ScoringReport]) -> ScoringReport:
                          setup_seconds=sum(report.setup_seconds for report in reports))
 
 
-def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, np.ndarray], *,
+def score_run(run_dir: Path, record_paths: Sequence[Path], originals: Mapping[str, np.ndarray], *,
               progress: bool = True, device: str = "cpu") -> ScoringReport:
     """Add LPIPS to every finished job record and cache Inception features of every image.
 
@@ -214,8 +214,8 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: dict[str, 
         The run directory.
     record_paths : sequence of Path
         Job records (``pred/<method>/<case>/<id>.json``); missing ones (failed jobs) are ignored.
-    originals : dict
-        Image id to the uint8 RGB original.
+    originals : mapping
+        Image id to the uint8 RGB original (read when first needed, so a lazy mapping keeps memory flat).
     progress : bool
         Show a progress bar.
     device : str

@@ -10,13 +10,14 @@ parent's process id.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, TypeVar
 
 Item = TypeVar("Item")
@@ -26,6 +27,8 @@ _PR_SET_PDEATHSIG = 1
 #: Seconds a terminated worker gets before it is killed.
 _TERMINATE_GRACE_S = 2.0
 _WATCH_INTERVAL_S = 0.5
+#: Jobs submitted ahead per worker: enough to keep every worker busy, few enough to bound memory.
+_IN_FLIGHT_PER_WORKER = 4
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -97,10 +100,19 @@ def run_parallel(function: Callable[[Item], object], items: list[Item], workers:
     """
     before = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(max_workers=workers, initializer=initialise_worker, initargs=(os.getpid(),))
+    queued = iter(items)
+    # A bounded window of submitted jobs, each dropped once handled: a finished future keeps its result
+    # (a prediction), so holding every future would hold every prediction of the run.
+    in_flight: dict[Future, Item] = {}
     try:
-        futures = {pool.submit(_call, function, item): item for item in items}
-        for future in as_completed(futures):
-            on_done(futures[future], future)
+        while True:
+            for item in itertools.islice(queued, _IN_FLIGHT_PER_WORKER * workers - len(in_flight)):
+                in_flight[pool.submit(_call, function, item)] = item
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                on_done(in_flight.pop(future), future)
     except BaseException:
         _stop(pool, set(multiprocessing.active_children()) - before)
         raise
