@@ -48,3 +48,19 @@ def test_a_perf_file_without_the_needed_columns_is_refused(tmp_path, capsys):
     bad.write_text("name,ms\ntelea,1\n")
     assert cli_main(["run", "--data", str(data), "--methods", "telea", "--dry-run", "--perf", str(bad)]) == 2
     assert "lacks the column(s) median_ms, method, size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["bomb 20000", "bomb 10000", "text"])
+def test_dry_run_refuses_a_bad_image_header_in_one_sentence_naming_the_file(damage, tmp_path, capsys):
+    from test_datasets import _png_claiming
+
+    data = write_photos(tmp_path / "data", 1, (32, 32))
+    bad = data / "zz.png"
+    if damage.startswith("bomb"):
+        side = int(damage.split()[1])
+        bad.write_bytes(_png_claiming(side, side))
+    else:
+        bad.write_text("not an image\n")
+    assert cli_main(["run", "--data", str(data), "--methods", "telea", "--dry-run"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert str(bad) in error and "\n" not in error and "Traceback" not in error

@@ -14,10 +14,11 @@ enlarging), then the centre ``S x S`` square is cropped, as LaMa's evaluation do
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -82,13 +83,21 @@ def load_image(path: Path | str) -> tuple[np.ndarray, list[str]]:
         The file is missing or cannot be decoded.
     """
     path = Path(path)
+    with _refusing_bad_images(path):
+        with Image.open(path) as opened:
+            opened.load()
+            return _to_rgb8(opened)
+
+
+@contextlib.contextmanager
+def _refusing_bad_images(path: Path) -> Iterator[None]:
+    """Turn what reading image ``path`` can raise (missing, a folder, a decompression bomb, undecodable)
+    into one `UserError` sentence naming the file."""
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; both are refused here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                opened.load()
-                return _to_rgb8(opened)
+            yield
     except FileNotFoundError:
         raise UserError(f"image {path} does not exist: check the path given to --data") from None
     except IsADirectoryError:
@@ -194,7 +203,8 @@ class ImageSource:
         (EXIF orientation included) when the image is a file."""
         path = Path(self.source)
         if path.is_file():
-            with Image.open(path) as opened:
+            # The header alone, refused as `load_image` refuses it (a decompression bomb names its file).
+            with _refusing_bad_images(path), Image.open(path) as opened:
                 width, height = opened.size
                 # EXIF orientations 5 to 8 rotate by 90 degrees.
                 if opened.getexif().get(0x0112) in (5, 6, 7, 8):
