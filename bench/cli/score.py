@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from bench.cli.options import add_metric_weights_arguments
 from bench.cli.run import execute_run
 from bench.errors import UserError
 from bench.metrics.pixel import DEFAULT_SSIM, SSIM_CONVENTIONS
@@ -34,6 +35,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                        help=f"SSIM convention, as for run (default {DEFAULT_SSIM})")
     score.add_argument("--seed", type=int, default=0, help="seed of KID's subset draw (default 0)")
     score.add_argument("--no-learned-metrics", action="store_true", help="skip LPIPS, FID and KID")
+    add_metric_weights_arguments(score)
     score.add_argument("--workers", type=int, default=default_worker_count(), help="processes reading predictions")
     score.add_argument("--figure-rows", type=int, default=8, help="images shown in each figure grid")
     score.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
