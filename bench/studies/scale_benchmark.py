@@ -1,12 +1,13 @@
 """How a run's cost grows with the number of images, in one process and in two under torchrun.
 
 ``python -m bench.studies.scale_benchmark --scenes ../shared/datasets/scenes/test --out scale-study``
-cuts 64 x 64 crops from the scenes test photographs (one per photograph, then a second per photograph,
+cuts 64 x 64 crops (``--crop``) from the scenes test photographs (one per photograph, then a second per photograph,
 and so on), and for each N runs ``relama-bench run`` with Telea and Navier-Stokes on one mask case of
 the suite, LPIPS and FID/KID on, as a fresh run (nothing cached), once in one process and once as
 ``torchrun --nproc-per-node 2``. It records the wall time of the whole command and the peak resident
 memory of its largest process (``ru_maxrss`` of the waited-for descendants, read in a wrapper process
-per measurement so runs do not share it), and writes ``scale.csv`` and ``scale.md``.
+per measurement so runs do not share it), and writes ``scale.csv`` and ``scale.md`` (with the wall time
+per added image between consecutive sizes, which start-up costs do not blur).
 
 Not a test: it takes many minutes, and its numbers depend on the machine and its load.
 """
@@ -41,8 +42,14 @@ _MEASURE = (
 )
 
 
-def write_crops(scenes: Path, folder: Path, count: int) -> None:
-    """The first ``count`` 64 x 64 crops, taken round robin over the photographs' crop grids."""
+def write_crops(scenes: Path, folder: Path, count: int, crop: int = CROP) -> None:
+    """The first ``count`` ``crop x crop`` crops, taken round robin over the photographs' crop grids.
+
+    Raises
+    ------
+    ValueError
+        The photographs hold fewer than ``count`` crops of that size.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     photos = sorted(path for path in scenes.iterdir() if path.suffix.lower() in (".jpg", ".png"))
     written, index = 0, 0
@@ -54,15 +61,17 @@ def write_crops(scenes: Path, folder: Path, count: int) -> None:
             if photo not in grids:
                 with Image.open(photo) as opened:
                     width, height = opened.size
-                grids[photo] = [(x, y) for y in range(0, height - CROP + 1, CROP)
-                                for x in range(0, width - CROP + 1, CROP)]
+                grids[photo] = [(x, y) for y in range(0, height - crop + 1, crop)
+                                for x in range(0, width - crop + 1, crop)]
             if index >= len(grids[photo]):
                 continue
             x, y = grids[photo][index]
             with Image.open(photo) as opened:
-                opened.convert("RGB").crop((x, y, x + CROP, y + CROP)).save(folder / f"{photo.stem}_{index:02d}.png")
+                opened.convert("RGB").crop((x, y, x + crop, y + crop)).save(folder / f"{photo.stem}_{index:02d}.png")
             written += 1
         index += 1
+        if written < count and index >= max(len(grid) for grid in grids.values()):
+            raise ValueError(f"{scenes} holds {written} crops of {crop} x {crop}, fewer than {count}")
 
 
 def measure(command: list[str], environment: dict[str, str]) -> dict:
@@ -79,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=Path, required=True, help="folder of photographs (the scenes test split)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the crops, runs and tables")
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="numbers of images")
+    parser.add_argument("--crop", type=int, default=CROP,
+                        help=f"side of the square crops (default {CROP}); larger crops show memory held per image")
+    parser.add_argument("--processes", default="1,2",
+                        help="numbers of processes to measure each size with (1: plain run, more: torchrun)")
     parser.add_argument("--learned-max", type=int, default=None,
                         help="run larger sizes with --no-learned-metrics (pixel metrics only), for a machine too "
                              "busy for thousands of Inception passes; the table says which rows")
@@ -88,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), environment.get("PYTHONPATH")]))
     records = []
     for count in [int(text) for text in args.sizes.split(",")]:
-        data = args.out / f"data-{count}"
-        write_crops(args.scenes, data, count)
-        for processes in (1, 2):
+        data = args.out / f"data-{args.crop}-{count}"
+        write_crops(args.scenes, data, count, args.crop)
+        for processes in [int(text) for text in args.processes.split(",")]:
             run_id = f"n{count}-p{processes}-{int(time.time())}"
             learned = args.learned_max is None or count <= args.learned_max
             arguments = ["run", "--data", str(data), "--methods", METHODS, "--cases", CASE, "--runs-dir",
@@ -100,14 +113,21 @@ def main(argv: list[str] | None = None) -> int:
                         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                          str(processes), "-m", "bench.cli"])
             result = measure([*launcher, *arguments], environment)
-            record = {"images": count, "processes": processes, "jobs": count * 2,
+            record = {"images": count, "crop": args.crop, "processes": processes, "jobs": count * 2,
                       "metrics": "pixel + LPIPS + FID/KID" if learned else "pixel only", "wall_s": result["wall_s"],
                       "s_per_image": result["wall_s"] / count, "peak_rss_mib": result["peak_rss_kib"] / 1024}
             print(record, flush=True)
             records.append(record)
     table = pd.DataFrame(records)
     speedups = table.pivot(index="images", columns="processes", values="wall_s")
-    table["speed_up_vs_1"] = [speedups.loc[row.images, 1] / row.wall_s for row in table.itertuples()]
+    table["speed_up_vs_1"] = [speedups.loc[row.images, 1] / row.wall_s if 1 in speedups.columns else float("nan")
+                              for row in table.itertuples()]
+    # Wall time per added image between consecutive sizes: the start-up (imports, model loading, report)
+    # does not grow with N, so wall / N falls while this stays the cost of one more image.
+    table = table.sort_values(["processes", "images"], kind="stable")
+    previous = table.groupby("processes")[["images", "wall_s"]].shift()
+    table["marginal_s_per_image"] = (table["wall_s"] - previous["wall_s"]) / (table["images"] - previous["images"])
+    table = table.sort_values(["images", "processes"], kind="stable")
     table.to_csv(args.out / "scale.csv", index=False)
     (args.out / "scale.md").write_text(table.to_markdown(index=False, floatfmt=".3f") + "\n", encoding="utf-8")
     print(table.to_markdown(index=False, floatfmt=".3f"))
