@@ -131,3 +131,17 @@ def test_backbone_loading_is_not_counted_as_per_image_cost(tmp_path, monkeypatch
     assert learned_metric_lines({"scoring": summary})[-1] == (
         "- Metric cost on this machine: LPIPS 0.500 s per image, Inception features 0.250 s per image, plus 20.0 s "
         "once to load the backbones.")
+
+
+def test_a_rerun_with_learned_metrics_scores_the_jobs_an_earlier_run_finished_without_them(tmp_path):
+    data = write_photos(tmp_path / "data", 2, (48, 64), prefix="q")
+    without = RunConfig(methods=["telea"], cases=["region"], data=str(data), runs_root=str(tmp_path / "runs"),
+                        learned_metrics=False)
+    Runner(without, progress=False).run()
+    with_metrics = RunConfig(**{**vars(without), "learned_metrics": True})
+    caught_up = Runner(with_metrics, progress=False).run()
+    # Nothing recomputed: the two finished jobs are scored from their saved predictions.
+    assert caught_up.computed_jobs == 0 and caught_up.cached_jobs == 2
+    assert caught_up.scoring.lpips_scored == 2 and caught_up.scoring.features_extracted == 4
+    fresh = Runner(RunConfig(**{**vars(with_metrics), "runs_root": str(tmp_path / "fresh")}), progress=False).run()
+    np.testing.assert_allclose(caught_up.rows["lpips"], fresh.rows["lpips"], rtol=0, atol=1e-6)

@@ -712,11 +712,12 @@ class Runner:
             bar.close()
         write_table(errors_path, pd.DataFrame(errors, columns=ERROR_COLUMNS))
         if scorer is not None:
-            # Jobs finished by an earlier attempt without learned metrics, scored from their saved PNGs.
+            # Jobs finished by an earlier attempt without learned metrics, scored from their saved PNGs (the
+            # jobs of this attempt were scored as they finished).
+            computed_now = {spec.record_path for spec in pending}
             caught_up = score_run(self.run_dir, [spec.record_path for spec in specs
-                                                 if spec.save_prediction and is_finished(spec)],
-                                  originals, progress=self.progress,
-                                  device=scorer.device)
+                                                 if spec.save_prediction and spec.record_path not in computed_now],
+                                  originals, progress=self.progress, device=scorer.device)
             scoring = merge_reports([scorer.report, caught_up])
         else:
             scoring = disabled_report()
