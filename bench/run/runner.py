@@ -34,7 +34,7 @@ import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -145,12 +145,13 @@ def read_prepared_image(path: Path, digest: str) -> np.ndarray:
     """
     image = read_rgb_png(path)
     if array_digest(image) != digest:
-        _discard_changed(path)
+        _refuse_changed_input(path)
     return image
 
 
-def _discard_changed(path: Path) -> None:
-    # Removed, so that the rerun the message asks for writes it again (the manifest alone would keep it).
+def _refuse_changed_input(path: Path) -> NoReturn:
+    # The file is removed, so that the rerun the message asks for writes it again (the manifest alone
+    # would keep it).
     path.unlink(missing_ok=True)
     raise ValueError(f"{path} changed while the run was going: rerun the same command to rewrite it")
 
@@ -160,7 +161,7 @@ def read_job_inputs(spec: JobSpec) -> tuple[np.ndarray, np.ndarray]:
     key was computed from, so the result is exactly the one the key names."""
     hole_mask = read_mask_png(spec.mask_path)
     if array_digest(hole_mask) != spec.mask_digest:
-        _discard_changed(spec.mask_path)
+        _refuse_changed_input(spec.mask_path)
     return read_prepared_image(spec.image_path, spec.image_digest), hole_mask
 
 
