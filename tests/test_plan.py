@@ -31,6 +31,24 @@ def test_plan_counts_jobs_scales_perf_by_area_and_bounds_disk(tmp_path):
     assert plan.disk_bytes["Inception features"] == FEATURE_FILE_BYTES * (16 + 4)
 
 
+def test_plan_uses_only_timed_rows_of_the_runs_precision(tmp_path):
+    """A call stopped at perf's time limit has no time, and a bf16 row does not time an fp32 run."""
+    data = write_photos(tmp_path / "data", 2, (64, 64))
+    path = tmp_path / "perf.csv"
+    path.write_text("method,size,precision,median_ms\n"
+                    "telea,64,n/a,2.0\ntelea,512,n/a,\n"
+                    "lama,64,fp32,100.0\nlama,64,bf16,50.0\nlama,128,fp32,\n")
+    perf = read_perf_table(path)
+    sources = folder_image_sources(data)
+    config = RunConfig(methods=["telea", "lama"], cases=["large"], data=str(data))
+    telea, lama = plan_run(config, ["telea", "lama"], sources, perf).methods
+    assert telea.predicted_seconds == pytest.approx(2 * 0.002)
+    assert lama.predicted_seconds == pytest.approx(2 * 0.100)
+    assert "64 px" in lama.basis and "128" not in lama.basis
+    bf16 = RunConfig(methods=["lama"], cases=["large"], data=str(data), options={"lama": {"precision": "bf16"}})
+    assert plan_run(bf16, ["lama"], sources, perf).methods[0].predicted_seconds == pytest.approx(2 * 0.050)
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     data = write_photos(tmp_path / "data", 2, (32, 32))
     runs = tmp_path / "runs"

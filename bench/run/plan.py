@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.errors import UserError
@@ -21,6 +23,8 @@ from bench.run.data import ImageSource
 
 #: Bytes of one cached Inception feature file (2048 float32 and the .npy header).
 FEATURE_FILE_BYTES = 2048 * 4 + 128
+#: Precision column of a perf table for methods that run NumPy/OpenCV code and have no precision choice.
+NO_PRECISION = "n/a"
 #: Bytes of one job record (JSON), measured on records of a run with learned metrics.
 RECORD_BYTES = 700
 
@@ -52,7 +56,8 @@ class RunPlan:
 def read_perf_table(path: Path) -> pd.DataFrame:
     """A ``perf.csv`` written by ``relama-bench perf`` (columns method, size, median_ms, ...)."""
     try:
-        table = pd.read_csv(path)
+        # "n/a" is a precision label here, not a missing value.
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as error:
         raise UserError(f"--perf {path} cannot be read as a perf table ({error}): pass the perf.csv that "
                         "`relama-bench perf --out DIR` wrote") from None
@@ -67,6 +72,20 @@ def _seconds_per_job(measured: pd.DataFrame, pixels: int) -> float:
     sizes = measured["size"].to_numpy()
     nearest = measured.iloc[int(abs(sizes.astype(float) ** 2 - pixels).argmin())]
     return float(nearest["median_ms"]) / 1000 * pixels / float(nearest["size"]) ** 2
+
+
+def _timed_rows(perf: pd.DataFrame, method: str, options: dict[str, Any]) -> pd.DataFrame:
+    """The rows of ``perf`` that time ``method`` as the run will call it.
+
+    Rows without a time (a call stopped at perf's time limit, or failed) are left out, and when the
+    table states a precision only rows of the run's precision count (fp32 unless the run's options ask
+    for another; ``n/a`` for methods without a precision choice).
+    """
+    measured = perf[(perf["method"] == method) & np.isfinite(pd.to_numeric(perf["median_ms"], errors="coerce"))]
+    if "precision" in measured.columns:
+        wanted = str(options.get("precision", "fp32"))
+        measured = measured[measured["precision"].astype(str).isin([wanted, NO_PRECISION])]
+    return measured
 
 
 def plan_run(config: RunConfig, methods: list[str], sources: list[ImageSource],
@@ -84,7 +103,7 @@ def plan_run(config: RunConfig, methods: list[str], sources: list[ImageSource],
     plans = []
     for method in methods:
         jobs = len(sources) * cases
-        measured = perf[perf["method"] == method] if perf is not None else None
+        measured = _timed_rows(perf, method, config.options.get(method, {})) if perf is not None else None
         if measured is None or measured.empty:
             plans.append(MethodPlan(method, jobs, None, "no perf numbers for this method"))
             continue

@@ -35,6 +35,7 @@ import numpy as np
 from tabulate import tabulate
 
 from bench.errors import UserError
+from bench.run.plan import NO_PRECISION
 from bench.run.rundir import write_text
 from bench.run.workers import initialise_worker
 from methods.base import Inpainter, MethodUnavailable
@@ -43,8 +44,6 @@ from methods.registry import build_method, get_method_class, resolve_device
 DEFAULT_SIZES = (256, 512, 1024)
 RANDOM_WEIGHTS_LABEL = "random (timing only)"
 REFERENCE_SUFFIX = " (reference path)"
-#: Precision column of methods that run NumPy/OpenCV code and have no precision choice.
-NO_PRECISION = "n/a"
 #: Default longest single call before a method is stopped (ICT needs ~725 CPU-s per 256x256 image).
 DEFAULT_TIME_LIMIT_S = 900.0
 #: Loading is not timed, but a worker that never reports its method loaded is given up after this.
