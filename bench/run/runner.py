@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import os
 import time
 import zlib
@@ -62,6 +63,8 @@ NOTHING_TO_FILL = "nothing to fill"
 #: Above this many jobs a run saves only the predictions its figure grids show, unless told otherwise
 #: (``--save-predictions all``): at 512 x 512, 50,000 predictions are about 20 GB of PNG.
 SAVE_ALL_MAX_JOBS = 50_000
+#: Least seconds between two rewrites of the errors table while a run goes on.
+ERRORS_REWRITE_INTERVAL_S = 5.0
 ALL_HOLE = "mask is all hole: no known pixels"
 #: Write errors that every later job would hit too: the run stops at the first one.
 _RUN_STOPPING_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
@@ -654,16 +657,22 @@ class Runner:
             # A recomputed prediction's cached Inception features belong to the old one.
             self.paths.features(spec.job.method, spec.job.case, spec.job.image_id).unlink(missing_ok=True)
         errors: list[dict[str, str]] = []
+        errors_written_at = -math.inf
         # Each rank keeps its own failures while it runs; rank 0 writes errors.csv from all of them.
         errors_path = self.paths.errors_path if not ranks.distributed else self.paths.rank_errors_path(ranks.rank)
         bar = tqdm(total=len(pending), desc="inpainting", unit="job", disable=not self.progress)
 
         def record_error(spec: JobSpec, error: BaseException) -> None:
+            nonlocal errors_written_at
             if stops_run(error):
                 raise error
             errors.append({"method": spec.job.method, "case": spec.job.case, "image_id": spec.job.image_id,
                            "error": f"{type(error).__name__}: {_first_line(error)}"})
-            write_table(errors_path, pd.DataFrame(errors, columns=ERROR_COLUMNS))
+            # Rewritten now and then, not per failure: a method failing on every one of 10^5 jobs would
+            # make the rewrites quadratic. The end of the run writes the complete table.
+            if time.monotonic() - errors_written_at >= ERRORS_REWRITE_INTERVAL_S:
+                write_table(errors_path, pd.DataFrame(errors, columns=ERROR_COLUMNS))
+                errors_written_at = time.monotonic()
 
         def finish(spec: JobSpec, result: JobResult) -> None:
             if scorer is None:
