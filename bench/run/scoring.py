@@ -1,9 +1,10 @@
 """Learned metrics of a run: LPIPS per row, Inception features for FID/KID per image.
 
 `StreamingScorer` scores each job right after inference, on the same device, from the prediction in
-memory (nothing is read back from PNG, and predictions need not be saved); `score_run` catches up
-afterwards on finished jobs that lack a metric (e.g. run earlier with learned metrics off). Everything it computes is cached in the run directory (``lpips`` in each
-job record, pool3 features in ``features/``), so a rerun scores only what is new, and a report can
+memory (no prediction is read back from PNG, and predictions need not be saved; originals are read
+from the run directory as each is needed); `score_run` catches up afterwards on finished jobs that
+lack a metric (e.g. run earlier with learned metrics off). Everything it computes is cached in the
+run directory (``lpips`` in each job record, pool3 features in ``features/``), so a rerun scores only what is new, and a report can
 compute FID/KID from the cached features without loading the Inception. When a backbone is not
 provisioned the metric is reported unavailable with the command that fixes it; nothing is ever
 computed with substitute weights.
