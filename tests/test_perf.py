@@ -113,6 +113,7 @@ def test_ctrl_c_stops_promptly_and_kills_the_workers(tmp_path: Path) -> None:
         stdout, stderr = process.communicate(timeout=15)
         assert process.returncode == 130
         assert "Traceback" not in stdout + stderr
+        assert "a rerun measures every size again" in stderr, "perf keeps no cache a rerun could resume from"
         deadline = time.monotonic() + 10
         while _group_members(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -59,6 +59,11 @@ _OS_ERROR_FIXES = {
 }
 
 
+#: What an interrupted command keeps, for commands whose work is cached; a sub-command whose work is not
+#: sets its own ``on_interrupt`` default.
+RESUMABLE_INTERRUPT = "finished work is kept and a rerun resumes it"
+
+
 def error_sentence(error: BaseException) -> str:
     """One sentence for an error the user can act on: what failed, where, and the fix."""
     if isinstance(error, OSError):
@@ -77,6 +82,7 @@ def error_sentence(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
+    parser.set_defaults(on_interrupt=RESUMABLE_INTERRUPT)
     args = parser.parse_args(arguments)
     # Recorded in run directories so that a report can print the command that reproduces it.
     args.command_line = "relama-bench " + " ".join(shlex.quote(argument) for argument in arguments)
@@ -87,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"relama-bench: error: {error_sentence(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("relama-bench: interrupted; finished work is kept and a rerun resumes it", file=sys.stderr)
+        print(f"relama-bench: interrupted; {args.on_interrupt}", file=sys.stderr)
         return 130
 
 

@@ -40,7 +40,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
                              f"(default {DEFAULT_TIME_LIMIT_S:g}; ICT needs about 725 CPU-s per 256x256 image)")
     parser.add_argument("--out", type=Path, default=Path("perf"), help="folder for perf.csv and perf.md")
     add_device_argument(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, on_interrupt="the tables of the sizes already measured are kept; a rerun "
+                                               "measures every size again")
 
 
 def _parse_sizes(text: str) -> list[int]:
