@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import write_photos
 from bench.run.config import RunConfig
@@ -85,6 +86,36 @@ def test_fid_difference_resamples_images_with_both_sets_together(tmp_path):
     assert row["n"] == n and row["resamples"] == 100
     small = fid_differences(tmp_path, rows[rows["image_id"].isin([f"i{index}" for index in range(10)])], "close")
     assert small.loc[0, "note"].startswith("N < 50") and np.isnan(small.loc[0, "ci_low"])
+
+
+def test_fid_difference_above_the_cross_gram_limit_uses_the_covariance_form(tmp_path, monkeypatch):
+    """At tens of thousands of images the N x N cross-Gram form would need N^2 memory and N^3 time."""
+    import bench.run.scoring as scoring
+    from bench.metrics.learned import frechet_distance_for
+    from bench.metrics.moments import GRAM_FORM_MAX_N
+
+    def cross_gram_refused(real, fake):
+        raise AssertionError(f"cross-Gram FID over {len(real)} images")
+
+    monkeypatch.setattr(scoring, "frechet_distance", cross_gram_refused)
+    rng = np.random.default_rng(1)
+    n, dims = GRAM_FORM_MAX_N + 10, 4
+    real = rng.normal(0, 1, (n, dims))
+    for index, vector in enumerate(real):
+        path = RunDir(tmp_path).original_features(f"i{index}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vector[None].astype(np.float32))
+    close, far = real + rng.normal(0, 0.3, (n, dims)), real + rng.normal(0.5, 0.3, (n, dims))
+    _write_features(tmp_path, "close", "large", close)
+    _write_features(tmp_path, "far", "large", far)
+    rows = pd.DataFrame([{"method": method, "case": "large", "image_id": f"i{index}", "hole_fraction": 0.3}
+                         for method in ("close", "far") for index in range(n)])
+    row = fid_differences(tmp_path, rows, "close").set_index("method").loc["far"]
+    as_stored = [torch.from_numpy(values.astype(np.float32)) for values in (real, far, close)]
+    expected = (frechet_distance_for(as_stored[0], as_stored[1])[0]
+                - frechet_distance_for(as_stored[0], as_stored[2])[0])
+    assert row["fid_diff"] == pytest.approx(expected, rel=1e-9) and row["n"] == n
+    assert row["note"].startswith("no interval")
 
 
 @pytest.mark.skipif(not WEIGHTS_PRESENT, reason="weights not fetched: run `relama-bench weights fetch`")
