@@ -308,24 +308,30 @@ FID_DIFFERENCE_RESAMPLES = 100
 FID_DIFFERENCE_MAX_N = 500
 
 
-def _case_features(run_dir: Path, rows: pd.DataFrame) -> dict[tuple[str, str], tuple[list[str], np.ndarray, np.ndarray]]:
-    """Per (method, case): the image ids whose features exist on both sides (images whose mask had a
-    hole), and the real and fake ``N x 2048`` feature matrices in that order."""
-    features = {}
-    paths = RunDir(run_dir)
+def _feature_groups(rows: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
+    """(method, case, image ids) of the scored rows (masks with a hole), in the rows' order."""
     scored = rows[rows["hole_fraction"] > 0]
-    for (method, case), group in scored.groupby(["method", "case"], sort=False):
-        ids, real, fake = [], [], []
-        for image_id in dict.fromkeys(group["image_id"]):
-            real_path = paths.original_features(image_id)
-            fake_path = paths.features(method, case, image_id)
-            if real_path.exists() and fake_path.exists():
-                ids.append(image_id)
-                real.append(np.load(real_path))
-                fake.append(np.load(fake_path))
-        if len(ids) >= 2:
-            features[(method, case)] = (ids, np.concatenate(real), np.concatenate(fake))
-    return features
+    return [(method, case, list(dict.fromkeys(group["image_id"])))
+            for (method, case), group in scored.groupby(["method", "case"], sort=False)]
+
+
+def _group_features(paths: RunDir, method: str, case: str,
+                    image_ids: list[str]) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """The ids of ``image_ids`` whose features exist on both sides, and the real and fake ``N x 2048``
+    feature matrices in that order; None when fewer than two images have both.
+
+    One (method, case) at a time: at benchmark scale every group's features together would not fit
+    in memory (7 methods x 3 cases x 36,500 images x 2 sides x 8 KB is about 13 GB).
+    """
+    ids, real, fake = [], [], []
+    for image_id in image_ids:
+        real_path = paths.original_features(image_id)
+        fake_path = paths.features(method, case, image_id)
+        if real_path.exists() and fake_path.exists():
+            ids.append(image_id)
+            real.append(np.load(real_path))
+            fake.append(np.load(fake_path))
+    return (ids, np.concatenate(real), np.concatenate(fake)) if len(ids) >= 2 else None
 
 
 def set_metrics(run_dir: Path, rows: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
@@ -337,7 +343,12 @@ def set_metrics(run_dir: Path, rows: pd.DataFrame, *, seed: int = 0) -> pd.DataF
     were cached (FID unavailable).
     """
     records = []
-    for (method, case), (_, real, fake) in _case_features(run_dir, rows).items():
+    paths = RunDir(run_dir)
+    for method, case, image_ids in _feature_groups(rows):
+        features = _group_features(paths, method, case, image_ids)
+        if features is None:
+            continue
+        _, real, fake = features
         n = len(real)
         metric = FIDKID()
         metric.update_features(torch.from_numpy(real), real=True)
@@ -381,12 +392,20 @@ def fid_difference_interval(real: np.ndarray, fake: np.ndarray, fake_reference: 
 def fid_differences(run_dir: Path, rows: pd.DataFrame, reference: str, *, seed: int = 0) -> pd.DataFrame:
     """Each method's FID minus the reference's, per case, on the images both have features for, with a
     bootstrap interval when `FID_MIN_N` <= N <= `FID_DIFFERENCE_MAX_N` (``note`` says why not otherwise)."""
-    features = _case_features(run_dir, rows)
+    paths = RunDir(run_dir)
+    groups = _feature_groups(rows)
+    # The reference's features, read once per case; the other methods' one group at a time.
+    reference_features = {case: _group_features(paths, method, case, image_ids)
+                          for method, case, image_ids in groups if method == reference}
     records = []
-    for (method, case), (ids, real, fake) in features.items():
-        if method == reference or (reference, case) not in features:
+    for method, case, image_ids in groups:
+        if method == reference or reference_features.get(case) is None:
             continue
-        reference_ids, _, reference_fake = features[(reference, case)]
+        features = _group_features(paths, method, case, image_ids)
+        if features is None:
+            continue
+        ids, real, fake = features
+        reference_ids, _, reference_fake = reference_features[case]
         position = {image_id: index for index, image_id in enumerate(reference_ids)}
         common = [index for index, image_id in enumerate(ids) if image_id in position]
         n = len(common)
