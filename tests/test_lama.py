@@ -14,6 +14,7 @@ from methods.checkpoint import CheckpointError
 from methods.lama import (LaMa, infer_generator_config, load_generator, pad_to_modulo,
                           read_generator_checkpoint, save_generator)
 from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
+from bench.studies.lama_speed import perturbed_generator
 from methods.nets.configs import build_generator, generator_config
 from methods.nets.ffc import FFC_BN_ACT, FFCResNetGenerator
 from methods.nets.ffc_fused import (FusedFFC, FusedFFCResnetBlock, RowStackedConv, conv_accumulate_,
@@ -214,19 +215,11 @@ def test_channels_last_reflect_pad_equals_torch_pad(width: int) -> None:
 
 def _small_lama(enable_lfu: bool) -> FFCResNetGenerator:
     """A small big-lama-shaped generator (global ratio 0.75 in the blocks) with non-trivial BatchNorm statistics."""
-    torch.manual_seed(0)
     flat = {"ratio_gin": 0, "ratio_gout": 0, "enable_lfu": False}
-    model = build_generator({"input_nc": 4, "output_nc": 3, "ngf": 8, "n_downsampling": 2, "n_blocks": 2,
-                             "add_out_act": "sigmoid", "init_conv_kwargs": flat, "downsample_conv_kwargs": flat,
-                             "resnet_conv_kwargs": {"ratio_gin": 0.75, "ratio_gout": 0.75, "enable_lfu": enable_lfu}})
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.8, 1.2)
-                module.bias.uniform_(-0.1, 0.1)
-    return model.eval()
+    return perturbed_generator({"input_nc": 4, "output_nc": 3, "ngf": 8, "n_downsampling": 2, "n_blocks": 2,
+                                "add_out_act": "sigmoid", "init_conv_kwargs": flat, "downsample_conv_kwargs": flat,
+                                "resnet_conv_kwargs": {"ratio_gin": 0.75, "ratio_gout": 0.75,
+                                                       "enable_lfu": enable_lfu}})
 
 
 @pytest.mark.parametrize("enable_lfu", [False, True], ids=["fu", "fu+lfu"])

@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from tabulate import tabulate
@@ -54,8 +54,9 @@ from methods.nets.fold import prepare_for_inference
 SQUARE_CHANNELS, SQUARE_SIDE = 512, 64
 
 
-def perturbed_generator(config: str) -> torch.nn.Module:
-    """``config``'s generator with seed-0 weights and non-trivial BatchNorm statistics, in eval mode."""
+def perturbed_generator(config: str | Mapping[str, Any]) -> torch.nn.Module:
+    """``config``'s generator (a configuration name or dict, as `build_generator` takes) with seed-0
+    weights and non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(0)
     model = build_generator(config).eval()
     with torch.no_grad():

@@ -88,6 +88,22 @@ class FourierUnit(nn.Module):
         return torch.fft.irfftn(torch.view_as_complex(pairs), s=(height, width), dim=(-2, -1), norm=self.fft_norm)
 
 
+def lfu_quadrants(x: torch.Tensor) -> torch.Tensor:
+    """The input of the local Fourier unit: the four spatial quadrants of ``x``'s first quarter of
+    channels, stacked on channels in the reference order (top-left, bottom-left, top-right, bottom-right).
+
+    The reference only works on square maps with an even side; other shapes raise ``ValueError``.
+    """
+    height, width = x.shape[-2:]
+    if height != width or height % 2 or height == 0:
+        raise ValueError(f"the local Fourier unit (enable_lfu) needs a square feature map with an even side, "
+                         f"got {height}x{width}; use input sizes that give such a bottleneck or disable LFU")
+    half = height // 2
+    quarter = x[:, : x.shape[1] // 4]
+    columns = torch.cat((quarter[..., :half, :], quarter[..., half:, :]), dim=1)
+    return torch.cat((columns[..., :half], columns[..., half:]), dim=1)
+
+
 class SpectralTransform(nn.Module):
     """The global-to-global branch: 1x1 reduce, Fourier unit (plus optional local Fourier unit), 1x1 expand."""
 
@@ -116,20 +132,8 @@ class SpectralTransform(nn.Module):
         self.conv2 = nn.Conv2d(hidden, out_channels, kernel_size=1, groups=groups, bias=False)
 
     def local_fourier(self, x: torch.Tensor) -> torch.Tensor:
-        """The local Fourier unit on ``x``'s first quarter of channels, before the 2x2 tiling.
-
-        The reference only works on square maps with an even side; other shapes raise ``ValueError``.
-        """
-        height, width = x.shape[-2:]
-        if height != width or height % 2 or height == 0:
-            raise ValueError(f"the local Fourier unit (enable_lfu) needs a square feature map with an even side, "
-                             f"got {height}x{width}; use input sizes that give such a bottleneck or disable LFU")
-        half = height // 2
-        quarter = x[:, : x.shape[1] // 4]
-        # Quadrants stacked on channels in the reference order: top-left, bottom-left, top-right, bottom-right.
-        columns = torch.cat((quarter[..., :half, :], quarter[..., half:, :]), dim=1)
-        quadrants = torch.cat((columns[..., :half], columns[..., half:]), dim=1)
-        return self.lfu(quadrants)
+        """The local Fourier unit on ``x``'s first quarter of channels (`lfu_quadrants`), before the 2x2 tiling."""
+        return self.lfu(lfu_quadrants(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(self.downsample(x))

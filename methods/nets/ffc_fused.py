@@ -32,7 +32,7 @@ from torch import nn
 
 from methods.nets.cbam import CBAMFFCResnetBlock
 from methods.nets.ffc import (FFC, FFC_BN_ACT, ConcatTupleLayer, FeaturePair, FFCResnetBlock, FourierUnit,
-                              SpectralTransform)
+                              SpectralTransform, lfu_quadrants)
 
 
 def reflect_pad_nhwc(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -134,16 +134,8 @@ class _SpectralProduct(nn.Module):
         self.expand = transform.conv2
 
     def local_fourier(self, x: torch.Tensor) -> torch.Tensor:
-        """The local Fourier unit on planar ``x``'s first quarter of channels, quadrants stacked as in the reference."""
-        height, width = x.shape[2:]
-        if height != width or height % 2 or height == 0:
-            raise ValueError(f"the local Fourier unit (enable_lfu) needs a square feature map with an even side, "
-                             f"got {height}x{width}; use input sizes that give such a bottleneck or disable LFU")
-        half = height // 2
-        quarter = x[:, : x.shape[1] // 4]
-        columns = torch.cat((quarter[..., :half, :], quarter[..., half:, :]), dim=1)
-        quadrants = torch.cat((columns[..., :half], columns[..., half:]), dim=1)
-        return self.lfu(quadrants).repeat(1, 1, 2, 2)
+        """The local Fourier unit on planar ``x`` (`lfu_quadrants`), tiled 2x2 as in the reference."""
+        return self.lfu(lfu_quadrants(x)).repeat(1, 1, 2, 2)
 
     def forward(self, x: torch.Tensor, border: int = 0) -> torch.Tensor:
         """The transform of ``x`` (``N x C x H x W`` channels-last) up to its output 1x1 convolution ``expand``,
