@@ -7,10 +7,9 @@ channels-last tensor) but lay the arithmetic out with far fewer memory passes:
 - each output part is made by one branch's convolution, carrying every branch's bias (folded
   BatchNorm shifts included); the other branch is accumulated into it by the convolution itself,
   with the part's ReLU, as oneDNN post-ops (`conv_accumulate_`), so no separate add or ReLU pass;
-- reflection padding writes straight into a channels-last padded buffer, and the spectral branch's
-  reduce convolution reads the global part's padded buffer (cropping after the pointwise product);
-  layers without a global input (the encoder's) and the output convolution reflect inside the
-  convolution instead (`conv_with_reflected_borders`), with no padded copy;
+- reflection padding writes straight into a channels-last padded buffer; layers without a global
+  input (the encoder's) and the output convolution reflect inside the convolution instead
+  (`conv_with_reflected_borders`), with no padded copy;
 - the FFTs run on planar data, where they are about 3x faster than over the pixel axes of
   channels-last data; the 1x1 products run channels-last in oneDNN (`pointwise_conv`); the layout
   changes between them are blocked 2-D transposes (`transpose_channels`) or transposes of whole
@@ -137,21 +136,15 @@ class _SpectralProduct(nn.Module):
         """The local Fourier unit on planar ``x`` (`lfu_quadrants`), tiled 2x2 as in the reference."""
         return self.lfu(lfu_quadrants(x)).repeat(1, 1, 2, 2)
 
-    def forward(self, x: torch.Tensor, border: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The transform of ``x`` (``N x C x H x W`` channels-last) up to its output 1x1 convolution ``expand``,
         whose input this returns (channels-last), so that the caller can accumulate that convolution.
-
-        ``border``: ``x`` carries this many padding pixels on each side, which the result leaves out
-        (the reduce convolution then reads the padded buffer the 3x3 branch made).
         """
         if self.stride == 2:
             x = F.avg_pool2d(x, kernel_size=2, stride=2)
         hidden = pointwise_conv(x, self.reduce.weight, self.reduce.bias).relu_()
-        planar = transpose_channels(hidden, to_planar=True)
-        if border:
-            planar = planar[:, :, border:-border, border:-border]
         # The FFTs need float32: one conversion (under autocast) also keeps the sums below in one type.
-        planar = planar.to(torch.float32).contiguous()
+        planar = transpose_channels(hidden, to_planar=True).to(torch.float32)
         total = self.fu(planar).add_(planar)
         if self.lfu is not None:
             total.add_(self.local_fourier(planar))
@@ -336,7 +329,8 @@ class FusedFFC(nn.Module):
         self.relu_local = isinstance(layer.act_l, nn.ReLU)
         self.relu_global = isinstance(layer.act_g, nn.ReLU)
         # Layers reading only the local part (the encoder's) reflect inside the convolution instead of
-        # padding a copy; layers with a global input keep the padded copy, which the spectral branch reuses.
+        # padding a copy; layers with a global input pad a copy (recomputing the borders of a 64x64
+        # bottleneck map would add about 6 % to its convolution work).
         self.kernel = template.kernel_size[0]
         self.borders_in_conv = (self.reflect and self.padding > 0 and self.g2l_weight is None and self.spectral is None
                                 and self.dilation == (1, 1) and self.stride[0] == self.stride[1]
@@ -382,11 +376,7 @@ class FusedFFC(nn.Module):
         out_local = self._part(l2l, g2l, self.local_bias, self.relu_local)
         if self.spectral is None or not has_global:
             return out_local, self._part(l2g, None, self.global_bias, self.relu_global)
-        # A stride-1 reflecting layer has the padded global part already: the spectral branch reads it.
-        if global_padded is not None and self.reflect and self.stride == (1, 1) and self.padding:
-            mixed = self.spectral(global_padded, border=self.padding)
-        else:
-            mixed = self.spectral(global_in)
+        mixed = self.spectral(global_in)
         if l2g is None:
             out_global = pointwise_conv(mixed, self.spectral.expand.weight, self.global_bias)
             return out_local, out_global.relu_() if self.relu_global else out_global
