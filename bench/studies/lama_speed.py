@@ -17,7 +17,9 @@ One run prints, for each input size:
 
 All paths use the full big-lama configuration with the same random weights (BatchNorm statistics
 perturbed so that folding has something to get wrong) in one process, timed in alternating rounds
-so that machine load affects all alike. With one thread (the default) times are process CPU times,
+so that machine load affects all alike. The process keeps freed memory for reuse
+(`methods.nets.allocator.retain_freed_memory`, as the LaMa adapter sets it on the CPU), for every
+path and the peak alike. With one thread (the default) times are process CPU times,
 which a busy machine disturbs far less than wall time; with more threads they are wall times.
 ``--default-run`` adds the wall time of ``relama-bench run --cases small,region,large --workers 1``
 split by stage (from a ``cProfile`` of the run in its own process, which adds a little overhead to
@@ -46,6 +48,7 @@ import torch
 from tabulate import tabulate
 from torch.utils.flop_counter import FlopCounterMode
 
+from methods.nets.allocator import retain_freed_memory
 from methods.nets.configs import build_generator, generator_input
 from methods.nets.ffc_fused import FusedFFCResnetBlock
 from methods.nets.fold import prepare_for_inference
@@ -239,8 +242,9 @@ def main() -> None:
                         help="also run the default benchmark once and split its wall time by stage")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    allocator = "freed memory retained" if retain_freed_memory() else "allocator default (not glibc)"
     clock = "process CPU time" if args.threads == 1 else "wall time"
-    print(f"{args.config}, {args.threads} thread(s), {clock}, {args.repeats} alternating rounds; "
+    print(f"{args.config}, {args.threads} thread(s), {clock}, {args.repeats} alternating rounds, {allocator}; "
           f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     rows, facts = [], []
     for size in (int(part) for part in args.sizes.split(",")):
