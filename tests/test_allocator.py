@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+import methods.lama
+from methods.lama import LaMa
+
 # Allocates, touches and frees a 64 MB block four times; prints the page faults of the last three.
 _FAULTS = """
 import resource, sys
@@ -33,3 +36,15 @@ def test_retained_memory_is_reused_without_page_faults() -> None:
     pages = 3 * (64 << 20) // 4096
     assert faults("default") >= pages // 2  # glibc maps blocks this big afresh each time
     assert faults("retain") < pages // 20
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_only_the_optimised_lama_path_retains_freed_memory(optimize: bool, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(methods.lama, "retain_freed_memory", lambda: calls.append(1) or True)
+    flat = {"ratio_gin": 0, "ratio_gout": 0, "enable_lfu": False}
+    config = {"input_nc": 4, "output_nc": 3, "ngf": 8, "n_downsampling": 2, "n_blocks": 1, "add_out_act": "sigmoid",
+              "init_conv_kwargs": flat, "downsample_conv_kwargs": flat,
+              "resnet_conv_kwargs": {"ratio_gin": 0.75, "ratio_gout": 0.75, "enable_lfu": False}}
+    LaMa.with_random_weights(config, device="cpu", optimize=optimize)
+    assert len(calls) == int(optimize)
