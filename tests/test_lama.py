@@ -16,8 +16,8 @@ from methods.lama import (LaMa, infer_generator_config, load_generator, pad_to_m
 from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
 from bench.studies.lama_speed import perturbed_generator
 from methods.nets.configs import build_generator, generator_config
-from methods.nets.ffc import FFC_BN_ACT, FFCResNetGenerator
-from methods.nets.ffc_fused import (FusedFFC, FusedFFCResnetBlock, RowStackedConv, conv_accumulate_,
+from methods.nets.ffc import FFC_BN_ACT, FFCResNetGenerator, FourierUnit
+from methods.nets.ffc_fused import (FusedFFC, FusedFFCResnetBlock, RowStackedConv, _FourierProduct, conv_accumulate_,
                                     conv_with_reflected_borders, reflect_pad_nhwc, transpose_channels)
 from methods.nets.fold import fold_batchnorm, prepare_for_inference
 from methods.registry import available_methods, create_method
@@ -322,3 +322,16 @@ def test_fused_layer_matches_the_reference_in_every_branch_layout(options: dict)
         assert torch.is_tensor(fast) == torch.is_tensor(exact)
         if torch.is_tensor(exact):
             assert (fast - exact).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (6, 5)])
+@pytest.mark.parametrize("norm", ["ortho", "backward", "forward"])
+def test_fused_fourier_unit_equals_the_reference_at_odd_sizes(size, norm: str) -> None:
+    torch.manual_seed(0)
+    unit = FourierUnit(4, 4, fft_norm=norm).eval()
+    fold_batchnorm(unit)
+    x = torch.rand(2, 4, *size)
+    with torch.inference_mode():
+        expected = unit(x)
+        produced = _FourierProduct(unit)(x)
+    assert produced.shape == expected.shape and (produced - expected).abs().max().item() <= 1e-5
