@@ -148,6 +148,9 @@ def measure_peak_memory(run: Callable[[], object], device: str) -> tuple[float, 
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
         return peak / 2**20, (peak - before) / 2**20, "cuda max_memory_allocated"
+    # Freed memory the allocator still holds (more of it where a method keeps freed memory for reuse,
+    # methods.nets.allocator) would be reused by the call and hide part of its working set.
+    return_free_heap()
     before_kb = _status_kb("VmRSS")
     if before_kb is not None and _reset_peak_rss():
         run()
