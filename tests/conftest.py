@@ -65,3 +65,16 @@ def ict_replica_folder(folder: Path) -> Path:
 def golden_dir():
     """Return a function mapping a method folder name to ``../shared/golden/<name>``."""
     return lambda name: shared_path("golden", name)
+
+
+def logged_jobs(run_dir: Path) -> dict[str, int]:
+    """``method/case/image_id`` of each job with a record in the run's job logs, with how many lines it has
+    (a job computed again, or given a metric later, has one more)."""
+    from bench.run.joblog import read_records
+    from bench.run.rundir import RunDir
+
+    counts: dict[str, int] = {}
+    for record in read_records(RunDir(run_dir).job_logs()):
+        name = f"{record['method']}/{record['case']}/{record['image_id']}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -24,7 +24,8 @@ from bench.analysis.regression import (
 from bench.cli.check import add_command
 from bench.cli import main as cli_main
 from bench.errors import UserError
-from bench.run.rundir import read_json, read_rgb_png, write_json, write_rgb_png
+from bench.run.joblog import read_records
+from bench.run.rundir import RunDir, read_json, read_rgb_png, write_rgb_png
 from bench.metrics.pixel import pixel_metrics
 from masks.io import read_mask_png
 from tiny_run import CASE, IMAGE_IDS, build_tiny_run, run_arguments
@@ -92,9 +93,13 @@ def test_a_worse_prediction_trips_the_check(run_copy, capsys):
     degraded = read_rgb_png(prediction_path)
     degraded[hole] = 255 - degraded[hole]
     write_rgb_png(prediction_path, degraded)
-    record_path = prediction_path.with_suffix(".json")
-    write_json(record_path, {**read_json(record_path), **pixel_metrics(original, degraded, hole)})
-    assert cli_main(run_arguments(data_dir, runs_dir)) == 0  # resumes: rows and tables from the records
+    # A line appended for the same job key wins over the earlier one.
+    logs = RunDir(run_dir).job_logs()
+    record = next(record for record in read_records(logs)
+                  if (record["method"], record["case"], record["image_id"]) == ("ns", CASE, image_id))
+    with open(logs[-1], "a", encoding="utf-8") as log:
+        log.write(json.dumps({**record, **pixel_metrics(original, degraded, hole)}) + "\n")
+    assert cli_main(run_arguments(data_dir, runs_dir)) == 0  # resumes: rows and tables from the job logs
     capsys.readouterr()
     assert check_cli(str(run_dir), "--baseline", str(baseline)) == 1
     output = capsys.readouterr().out

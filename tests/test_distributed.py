@@ -23,7 +23,7 @@ from bench.cli import main as cli_main
 from bench.metrics.backbones import resolve
 from bench.run.distributed import Ranks, ranks_from_environment, shard
 from bench.run.rundir import read_json
-from conftest import REPO_ROOT, write_photos
+from conftest import REPO_ROOT, logged_jobs, write_photos
 
 WEIGHTS_PRESENT = all(resolve(name) is not None for name in ("lpips-alex", "fid-inception"))
 #: Two classical methods and a shipped model, as the issue asks.
@@ -120,6 +120,8 @@ def test_two_processes_without_a_shared_run_directory_equal_one_process(referenc
     assert_same_results(one, two)
     meta = read_json(two / "run.json")
     assert meta["processes"] == {"world_size": 2, "run_dir_shared": False}
+    # Rank 1's job log came to rank 0 with its files.
+    assert sorted(path.name for path in (two / "logs").glob("jobs.*")) == ["jobs.rank0.1.jsonl", "jobs.rank1.1.jsonl"]
     assert [image["image_id"] for image in meta["images"]] == [f"d{index}" for index in range(5)]
 
 
@@ -145,7 +147,7 @@ def test_a_killed_rank_resumes_with_one_process_to_the_same_results(reference, t
     launched = _torchrun(2, arguments)
     deadline = time.monotonic() + 300
     # Kill rank 1 as soon as the first job of the run has finished.
-    while not list((run_dir / "pred").rglob("*.json")) and launched.poll() is None and time.monotonic() < deadline:
+    while not logged_jobs(run_dir) and launched.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     workers = _worker_pids(launched.pid)
     assert 1 in workers, "torchrun's rank 1 was not found"
@@ -153,12 +155,20 @@ def test_a_killed_rank_resumes_with_one_process_to_the_same_results(reference, t
     output, _ = launched.communicate(timeout=300)
     assert launched.returncode != 0, output
     assert not (run_dir / "rows.parquet").exists()
-    finished_before = len(list((run_dir / "pred").rglob("*.json")))
+    finished_before = len(logged_jobs(run_dir))
     assert 0 < finished_before < 3 * 5, "the kill came after every job had finished: nothing to resume"
     resumed = _one_process(arguments)
     assert resumed.returncode == 0, resumed.stderr
     meta = read_json(run_dir / "run.json")
     assert meta["cached_jobs"] == finished_before and meta["computed_jobs"] == 3 * 5 - finished_before
+    assert_same_results(one, run_dir)
+    assert set(logged_jobs(run_dir).values()) == {1}, "a job was logged twice"
+    # Back to two processes: each finds the jobs the single process (or either rank before) finished.
+    rerun = _torchrun(2, arguments)
+    output, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, output
+    assert read_json(run_dir / "run.json")["computed_jobs"] == 0
+    assert not list((run_dir / "logs").glob("jobs.*.3.jsonl")), "the third attempt computed nothing to log"
     assert_same_results(one, run_dir)
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from bench.run.config import RunConfig
 from bench.run.identity import ContentDigests, JobIdentity, array_digest
 from bench.run.runner import Runner
-from conftest import write_photos
+from conftest import logged_jobs, write_photos
 from methods import registry
 from methods.base import Family, Inpainter
 from methods.weights_record import WeightsFile, WeightsRecord
@@ -63,8 +63,8 @@ def _config(root: Path, data: Path, masks: Path, weights: Path, method: str) -> 
 
 
 def _record_stamps(run_dir: Path) -> dict[str, int]:
-    return {f"{path.parent.parent.name}/{path.stem}": path.stat().st_mtime_ns
-            for path in run_dir.glob("pred/*/*/*.json")}
+    """``method/image_id`` of each logged job with its number of log lines (a recomputed job has one more)."""
+    return {f"{job.split('/')[0]}/{job.split('/')[2]}": count for job, count in logged_jobs(run_dir).items()}
 
 
 def _change(kind: str, data: Path, masks: Path, weights: Path) -> None:
@@ -143,8 +143,11 @@ def test_records_of_an_older_layout_are_recomputed(tmp_path, weighted_method):
     data, masks, weights = _inputs(tmp_path)
     config = _config(tmp_path, data, masks, weights, weighted_method)
     run_dir = Runner(config, progress=False).run().run_dir
-    record = run_dir / "pred" / "telea" / "user" / "p0.json"
-    record.write_text(record.read_text().replace('"job_key"', '"old_key"'))
+    log = run_dir / "logs" / "jobs.rank0.1.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    old = next(index for index, line in enumerate(lines) if '"method": "telea"' in line and '"image_id": "p0"' in line)
+    lines[old] = lines[old].replace('"job_key"', '"old_key"')
+    log.write_text("".join(lines))
     assert Runner(config, progress=False).run().computed_jobs == 1
 
 

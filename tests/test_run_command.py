@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from conftest import write_photos
+from conftest import logged_jobs, write_photos
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,24 +145,29 @@ def test_killed_run_resumes_to_the_same_rows_without_recomputing(tmp_path):
     runs = tmp_path / "killed"
     victim = _run_cli([*common, "--runs-dir", str(runs)], start_new_session=True)
     deadline = time.time() + 120
-    records: list[Path] = []
     while time.time() < deadline and victim.poll() is None:
-        records = list(runs.glob("*/pred/*/*/*.json"))
-        if len(records) >= 2:
+        if len(logged_jobs(next(runs.glob("run-*"), runs))) >= 2:
             break
         time.sleep(0.02)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
-    # A prediction's PNG is written once, by inference; the record beside it may gain learned metrics later.
-    finished_before = {path.with_suffix(".png"): path.with_suffix(".png").stat().st_mtime_ns
-                       for path in runs.glob("*/pred/*/*/*.json")}
+    run_dir = next(runs.glob("run-*"))
+    finished_before = logged_jobs(run_dir)
+    stamps = {job: (run_dir / "pred" / f"{job}.png").stat().st_mtime_ns for job in finished_before}
     assert 2 <= len(finished_before) < 12, "the run should have been killed part-way"
     assert not list(runs.glob("*/rows.parquet"))
+    # What a kill in the middle of a write leaves: a torn last line, which the rerun must skip.
+    with open(run_dir / "logs" / "jobs.rank0.1.jsonl", "a") as log:
+        log.write('{"case": "large", "image_id": "p1", "job_key": "')
 
     resumed = _run_cli([*common, "--runs-dir", str(runs)])
     assert resumed.wait(timeout=300) == 0
-    for path, stamp in finished_before.items():
-        assert path.stat().st_mtime_ns == stamp, f"{path} was recomputed"
+    # The rerun appended to a log of its own, once per job it computed, and recomputed no finished job.
+    assert sorted(path.name for path in (run_dir / "logs").glob("jobs.*")) == ["jobs.rank0.1.jsonl",
+                                                                             "jobs.rank0.2.jsonl"]
+    assert logged_jobs(run_dir) == {job: 1 for job in logged_jobs(run_dir)} and len(logged_jobs(run_dir)) == 12
+    for job, stamp in stamps.items():
+        assert (run_dir / "pred" / f"{job}.png").stat().st_mtime_ns == stamp, f"{job} was recomputed"
     straight_rows = pd.read_parquet(next((tmp_path / "straight").glob("run-*/rows.parquet")))
     resumed_rows = pd.read_parquet(next(runs.glob("run-*/rows.parquet")))
     columns = [column for column in straight_rows.columns if column != "wall_time_s"]
@@ -215,7 +220,7 @@ def _tiny_run(tmp_path, *argv, images=1):
 def test_bad_run_options_end_in_one_sentence_naming_the_option(tmp_path, capsys, argv, expected):
     message = _error_of(capsys, _tiny_run(tmp_path, "--methods", "telea", "--cases", "small", *argv))
     assert expected in message
-    assert not list((tmp_path / "runs").glob("*/pred/*/*/*.json")), "no job may run with a bad option"
+    assert not list((tmp_path / "runs").glob("*/logs/jobs.*")), "no job may run with a bad option"
     assert not Path("/tmp/relama-escape").exists()
 
 
@@ -342,16 +347,16 @@ def test_a_full_disk_stops_the_run_at_the_first_failed_write_keeping_finished_jo
     def run_until_the_disk_fills(spec):
         calls.append(spec.job)
         if len(calls) > 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(spec.record_path))
+            raise OSError(errno.ENOSPC, "No space left on device", str(spec.pred_path))
         return real_run(spec)
 
     monkeypatch.setattr(runner, "run_job", run_until_the_disk_fills)
     message = _error_of(capsys, _tiny_run(tmp_path, "--methods", "telea,ns", "--cases", "small", "--workers", "1",
                                           images=3))
     assert "No space left on device: free disk space or pass --runs-dir on another disk" in message
-    assert "telea/small/p2.json" in message.replace(os.sep, "/")
+    assert "telea/small/p2.png" in message.replace(os.sep, "/")
     assert len(calls) == 3, "the run stops at the first full-disk error"
-    assert len(list((tmp_path / "runs").glob("*/pred/*/*/*.json"))) == 2
+    assert len(logged_jobs(next((tmp_path / "runs").glob("run-*")))) == 2
 
     monkeypatch.setattr(runner, "run_job", real_run)
     assert main(_tiny_run(tmp_path, "--methods", "telea,ns", "--cases", "small", "--workers", "1")) == 0

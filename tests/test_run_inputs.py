@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import main
-from conftest import write_photos
+from conftest import logged_jobs, write_photos
 
 
 def _run(data: Path, runs: Path, *extra: str) -> list[str]:
@@ -81,7 +81,7 @@ def test_a_244_character_file_name_runs(tmp_path, capfd):
     Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(data / f"{name}.png")
     assert main(_run(data, tmp_path / "runs")) == 0
     assert "Traceback" not in capfd.readouterr().err
-    assert (tmp_path / "runs" / "r" / "pred" / "telea" / "region" / f"{name}.json").exists()
+    assert logged_jobs(tmp_path / "runs" / "r") == {f"telea/region/{name}": 1}
 
 
 @pytest.mark.parametrize("annotation, expected", [

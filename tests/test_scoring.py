@@ -9,6 +9,7 @@ from conftest import write_photos
 from bench.run.config import RunConfig
 from bench.report.build import build_report
 from bench.run.runner import Runner
+from bench.run.joblog import JobLog
 from bench.run.rundir import RunDir
 from bench.run.scoring import fid_difference_interval, fid_differences
 from bench.metrics.backbones import resolve
@@ -149,12 +150,12 @@ def test_backbone_loading_is_not_counted_as_per_image_cost(tmp_path, monkeypatch
 
     monkeypatch.setattr(scoring, "LPIPSMetric", SlowToLoad)
     monkeypatch.setattr(scoring, "InceptionFeatures", SlowToLoad)
-    scorer = scoring.StreamingScorer(tmp_path)
+    scorer = scoring.StreamingScorer(tmp_path, JobLog(tmp_path / "jobs.rank0.1.jsonl"))
     scorer.report = scoring.ScoringReport(None, None)
     image = np.zeros((64, 64, 3), np.uint8)
     for index in range(4):
         record = {"method": "telea", "case": "small", "image_id": f"i{index}"}
-        scorer.add_job(tmp_path / f"i{index}.json", record, image, image)
+        scorer.add_job(record, image, image)
     scorer.flush()
     summary = scorer.report.as_dict()
     assert summary["lpips_seconds_per_image"] == 0.5 and summary["features_seconds_per_image"] == 0.25

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_photos
+from conftest import logged_jobs, write_photos
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOBS = 8
@@ -80,12 +80,12 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     return process, runs / "slow"
 
 
-def _wait_for_records(run_dir: Path, process: subprocess.Popen, count: int) -> list[Path]:
+def _wait_for_records(run_dir: Path, process: subprocess.Popen, count: int) -> list[str]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        records = list(run_dir.glob("pred/*/*/*.json"))
+        records = logged_jobs(run_dir)
         if len(records) >= count:
-            return records
+            return list(records)
         time.sleep(0.05)
     pytest.fail("the slow run finished or stalled before the test could interrupt it")
 
@@ -107,7 +107,7 @@ def test_ctrl_c_stops_the_parallel_phase_and_a_rerun_completes_it(tmp_path, targ
     assert "Traceback" not in stderr + stdout
     assert stderr.strip() == "relama-bench: interrupted; finished work is kept and a rerun resumes it"
     assert _wait_until_gone(process.pid, 10), "worker processes outlived the interrupted run"
-    finished = {path: path.stat().st_mtime_ns for path in run_dir.glob("pred/*/*/*.json")}
+    finished = logged_jobs(run_dir)
     assert 2 <= len(finished) < JOBS
     assert not list(run_dir.rglob("*.tmp")), "no partial files may remain"
 
@@ -116,8 +116,9 @@ def test_ctrl_c_stops_the_parallel_phase_and_a_rerun_completes_it(tmp_path, targ
     rerun = subprocess.run([sys.executable, "-c", SLOW_RUN, *process.args[3:]], cwd=REPO_ROOT,
                            capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
-    assert len(list(run_dir.glob("pred/*/*/*.json"))) == JOBS
-    assert all(path.stat().st_mtime_ns == stamp for path, stamp in finished.items()), "finished jobs were redone"
+    logged = logged_jobs(run_dir)
+    assert len(logged) == JOBS
+    assert all(logged[job] == count for job, count in finished.items()), "finished jobs were redone"
 
 
 def test_workers_die_with_a_killed_parent(tmp_path):

@@ -80,6 +80,8 @@ def _draw_figures(data: ReportData, metrics: list[str]) -> None:
     figure_rows = int(data.config["run"].get("figure_rows", 8))
     image_ids = [image["image_id"] for image in data.meta["images"]][:figure_rows]
     methods = list(dict.fromkeys(rows["method"]))
+    # A prediction left by a job that did not finish (no row) is not shown.
+    finished = set(zip(rows["method"], rows["case"], rows["image_id"]))
     originals = [read_rgb_png(paths.image(image_id)) for image_id in image_ids]
     for case in data.config["run"]["cases"]:
         hole_masks = [read_mask_png(paths.mask(case, image_id)) for image_id in image_ids]
@@ -88,8 +90,8 @@ def _draw_figures(data: ReportData, metrics: list[str]) -> None:
             panels = []
             for image_id in image_ids:
                 path = paths.prediction(method, case, image_id)
-                panels.append(read_rgb_png(path) if path.exists() and
-                              paths.record(method, case, image_id).exists() else None)
+                panels.append(read_rgb_png(path) if path.exists() and (method, case, image_id) in finished
+                              else None)
             predictions[method] = panels
         relative = paths.figure(f"grid_{case}.png")
         figures.comparison_grid(image_ids, originals, hole_masks, predictions, paths.path(relative),

@@ -101,8 +101,8 @@ def _read_rows(paths: RunDir, rebuilt: list[str]) -> pd.DataFrame:
     rows, unreadable = rows_from_records(run_dir)
     if rows.empty:
         raise UserError(f"{run_dir} is not a finished run directory ({rows_path.name} {problem} and there are no "
-                        "job records under pred/): run `relama-bench run` first")
-    skipped = f"; {len(unreadable)} unreadable record(s) left out, e.g. {unreadable[0]}" if unreadable else ""
+                        "job records in logs/jobs.*.jsonl): run `relama-bench run` first")
+    skipped = f"; {len(unreadable)} unreadable log line(s) left out, e.g. {unreadable[0]}" if unreadable else ""
     rebuilt.append(f"{rows_path} {problem}: rebuilt from {len(rows)} job records{skipped}")
     paths.write_rows(rows)
     return rows

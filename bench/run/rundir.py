@@ -7,9 +7,12 @@ Layout (DESIGN.md, "Run directory")::
     run.json                         what ran, skipped, took how long; written when the run ends
     images/<id>.png                  the prepared images
     masks/<case>/<id>.png            the hole masks
-    pred/<method>/<case>/<id>.png    predictions (composited), .json job records, .sK.png extra samples
+    pred/<method>/<case>/<id>.png    predictions (composited), .sK.png extra samples
     features/<method>/<case>/<id>.npy, features/_originals/<id>.npy   Inception features
-    rows.parquet, errors.csv         the result rows and the failed jobs
+    logs/jobs.rank<r>.<attempt>.jsonl  finished jobs: one record per line, appended by each rank and
+                                     attempt (`bench.run.joblog`; the source of truth of the rows)
+    logs/errors.rank<r>.csv, logs/inputs.rank<r>.json   under torchrun: each rank's failures and inputs
+    rows.parquet, errors.csv         the result rows (built from the job logs) and the failed jobs
     inputs.json, digests.json        what the cached inputs and weights were computed from
     tables/, figures/, report.md, report.html   the report
 """
@@ -27,6 +30,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from bench.run.joblog import log_name, log_paths
 from masks.io import atomic_write_bytes
 
 #: Folder of the originals' features beside the methods' (no method may be called this).
@@ -123,6 +127,18 @@ class RunDir:
         """`inputs_manifest` and every rank's, in a fixed order."""
         return [self.inputs_manifest, *sorted((self.root / "logs").glob("inputs.rank*.json"))]
 
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def job_log(self, rank: int, attempt: int) -> Path:
+        """The job log rank ``rank`` appends to in attempt ``attempt`` (`bench.run.joblog`)."""
+        return self.logs_dir / log_name(rank, attempt)
+
+    def job_logs(self) -> list[Path]:
+        """Every job log of the run directory, oldest attempt first."""
+        return log_paths(self.logs_dir)
+
     def rank_errors_path(self, rank: int) -> Path:
         """Under torchrun, the jobs rank ``rank`` saw fail (rank 0 merges them into `errors_path`)."""
         return self.root / "logs" / f"errors.rank{rank}.csv"
@@ -172,10 +188,6 @@ class RunDir:
 
     def prediction(self, method: str, case: str, image_id: str) -> Path:
         return self.root / "pred" / method / case / f"{image_id}.png"
-
-    def record(self, method: str, case: str, image_id: str) -> Path:
-        """The job record beside its prediction; its presence marks the job finished."""
-        return self.prediction(method, case, image_id).with_suffix(".json")
 
     def features(self, method: str, case: str, image_id: str) -> Path:
         return self.root / "features" / method / case / f"{image_id}.npy"

@@ -1,14 +1,16 @@
 """The benchmark runner: jobs = method x case x image, cached, resumable, fault-tolerant.
 
 A job's outputs are its composited prediction ``pred/<method>/<case>/<id>.png`` (unless
-``--save-predictions`` leaves it out), its Inception features and a record
-``pred/<method>/<case>/<id>.json`` (wall time, hole fraction, pixel metrics, LPIPS). All are written
-atomically and the record last, so a job is finished exactly when its record exists: a rerun with
-the same arguments skips it, and a run killed at any moment loses nothing that finished. A job that
-raises is written to ``errors.csv`` and the run goes on.
+``--save-predictions`` leaves it out), its Inception features and a record (wall time, hole fraction,
+pixel metrics, LPIPS), appended as one line to the process's job log
+``logs/jobs.rank<r>.<attempt>.jsonl`` (`bench.run.joblog`). The files are written atomically and the
+record last, so a job is finished exactly when its record is logged: a rerun with the same arguments
+skips it, and a run killed at any moment loses nothing that finished. A job that raises is written to
+``errors.csv`` and the run goes on.
 
 A record is valid only for the content it was computed from: it stores its job's key
-(`bench.run.identity.JobIdentity`), and a job whose record has another key is computed again. The
+(`bench.run.identity.JobIdentity`), and a job with no logged record of its current key is computed
+again. The
 prepared images and masks written to the run directory are likewise rewritten when their content
 changes, and the Inception features cached for a changed image or a recomputed job are discarded.
 
@@ -17,8 +19,10 @@ copy and masks into the run directory (`Runner.write_inputs`), keeping only dige
 job reads its image and mask back from there (`read_job_inputs`), checked against the digests its key
 was computed from, and lets them go when it is done.
 
-Under ``torchrun`` each rank runs the jobs of its shard of the images (`bench.run.distributed`); rank 0
-collects every rank's rows after the others finish, so the rows are those of a one-process run.
+Under ``torchrun`` each rank runs the jobs of its shard of the images (`bench.run.distributed`); every
+rank reads every job log at start-up, so a job finished by any rank of any earlier attempt is skipped
+whatever the number of processes, and rank 0 collects every rank's rows from the logs after the others
+finish, so the rows are those of a one-process run.
 
 The runner, not the method, composites ``where(mask, prediction, image)`` so that known pixels are
 identical for every method (DESIGN.md, contract 2).
@@ -48,6 +52,7 @@ from bench.run import distributed
 from bench.run.data import IMAGE_SUFFIXES, BenchImage, ImageSource, apply_size_policy, image_sources, load_image
 from bench.run.distributed import Ranks
 from bench.run.identity import ContentDigests, JobIdentity, array_digest
+from bench.run.joblog import JobLog, count_unparsable, last_attempt, latest_by_job, latest_records
 from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write_json, write_rgb_png, write_table
 from bench.run.metadata import EXTERNAL_FAMILY, USER_CASE, RunOutcome, config_document, run_metadata
 from bench.run.scoring import StreamingScorer, disabled_report, merge_reports, metrics_missing, score_run
@@ -113,7 +118,6 @@ class JobSpec:
     mask_digest: str
     seed: int
     pred_path: Path
-    record_path: Path
     samples: int = 1
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
@@ -211,18 +215,11 @@ def software_versions() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(package_versions().items()))
 
 
-def is_finished(spec: JobSpec) -> bool:
-    """Whether the job has a record computed from exactly its current inputs, and its prediction when
-    the run saves it."""
-    return record_is_current(spec.record_path, spec.key) and (not spec.save_prediction or spec.pred_path.exists())
-
-
-def record_is_current(record_path: Path, key: str) -> bool:
-    """Whether the record at ``record_path`` exists and was computed for the job ``key``."""
-    try:
-        return read_json(record_path).get("job_key") == key
-    except (OSError, ValueError, AttributeError):
-        return False
+def is_finished(spec: JobSpec, records: Mapping[str, dict]) -> bool:
+    """Whether the job has a logged record computed from exactly its current inputs (``records``: the
+    latest record of each job key, `bench.run.joblog.latest_records`), and its prediction when the run
+    saves it."""
+    return spec.key in records and (not spec.save_prediction or spec.pred_path.exists())
 
 
 def stops_run(error: BaseException) -> bool:
@@ -279,7 +276,7 @@ def score_prediction(spec: JobSpec) -> JobResult:
 
 def run_job(spec: JobSpec) -> JobResult:
     """Run one job, write its prediction (when the spec saves predictions) and return the result; the
-    caller writes the record, which marks the job finished.
+    caller logs the record, which marks the job finished.
 
     With ``spec.samples > 1`` a method that can sample draws that many completions: the first is the
     scored prediction, the others are kept beside it for the diversity score.
@@ -590,7 +587,6 @@ class Runner:
                         mask_digest=mask.digest,
                         seed=seed,
                         pred_path=self.paths.prediction(method, case, image_id),
-                        record_path=self.paths.record(method, case, image_id),
                         samples=self.config.samples,
                         options=options,
                         ssim_convention=self.config.ssim,
@@ -649,10 +645,14 @@ class Runner:
         specs = list(self._specs(methods, images, weights_digests, digests, saved))
         if ranks.is_main:
             digests.save()
-        scorer = (StreamingScorer(self.run_dir, device=pick_device(self.config.device, ("cpu", "cuda"),
-                                                                   "LPIPS and Inception"))
+        # Every rank reads every job log (a resumed run may deal the images out differently), keeping
+        # the records of its own jobs only; then each appends to a log of its own for this attempt.
+        logged = latest_records(self.paths.job_logs(), {spec.key for spec in specs})
+        log = JobLog(self.paths.job_log(ranks.rank, ranks.all_max(last_attempt(self.paths.logs_dir)) + 1))
+        scorer = (StreamingScorer(self.run_dir, log, device=pick_device(self.config.device, ("cpu", "cuda"),
+                                                                        "LPIPS and Inception"))
                   if self.config.learned_metrics else None)
-        pending = [spec for spec in specs if not self._finished(spec, scorer)]
+        pending = [spec for spec in specs if not self._finished(spec, logged, scorer)]
         for spec in pending:
             # A recomputed prediction's cached Inception features belong to the old one.
             self.paths.features(spec.job.method, spec.job.case, spec.job.image_id).unlink(missing_ok=True)
@@ -676,9 +676,9 @@ class Runner:
 
         def finish(spec: JobSpec, result: JobResult) -> None:
             if scorer is None:
-                write_json(spec.record_path, result.record)
+                log.append(result.record)
             else:
-                scorer.add_job(spec.record_path, result.record, result.prediction, result.original, result.samples)
+                scorer.add_job(result.record, result.prediction, result.original, result.samples)
 
         def finished(spec: JobSpec, future: Future) -> None:
             error = future.exception()
@@ -724,18 +724,19 @@ class Runner:
         if scorer is not None:
             # Jobs finished by an earlier attempt without learned metrics, scored from their saved PNGs (the
             # jobs of this attempt were scored as they finished).
-            computed_now = {spec.record_path for spec in pending}
-            caught_up = score_run(self.run_dir, [spec.record_path for spec in specs
-                                                 if spec.save_prediction and spec.record_path not in computed_now],
-                                  originals, progress=self.progress, device=scorer.device)
+            computed_now = {spec.key for spec in pending}
+            caught_up = score_run(self.run_dir, [logged[spec.key] for spec in specs
+                                                 if spec.save_prediction and spec.key not in computed_now],
+                                  originals, log, progress=self.progress, device=scorer.device)
             scoring = merge_reports([scorer.report, caught_up])
         else:
             scoring = disabled_report()
+        log.close()
         if not shared:
             distributed.send_files_to_main(self.run_dir, self._shard_files(specs, images), ranks)
         facts = [image.facts for image in images]
-        # What rank 0 needs to collect the rows: which record each job must have (its key).
-        keys = [(spec.record_path.relative_to(self.run_dir).as_posix(), spec.key) for spec in specs]
+        # What rank 0 needs to collect the rows: the key each job's record must have.
+        keys = [(spec.job, spec.key) for spec in specs]
         gathered = ranks.gather((errors, facts, scoring, len(pending) - len(errors), len(specs) - len(pending), keys))
         if gathered is None:
             return RunOutcome(self.run_dir, pd.DataFrame(columns=ROW_COLUMNS),
@@ -746,12 +747,12 @@ class Runner:
         all_errors = pd.DataFrame([error for part in gathered for error in part[0]], columns=ERROR_COLUMNS)
         order = {source.image_id: index for index, source in enumerate(sources)}
         all_facts = sorted((fact for part in gathered for fact in part[1]), key=lambda fact: order[fact["image_id"]])
-        all_keys = {relative: key for part in gathered for relative, key in part[5]}
         self.paths.write_errors(all_errors)
-        record_paths = [self.paths.record(method, case, source.image_id)
-                        for method in methods for case in self.config.cases for source in sources]
-        rows = collect_rows(self.run_dir, [(path, all_keys[path.relative_to(self.run_dir).as_posix()])
-                                           for path in record_paths])
+        all_keys = {job: key for part in gathered for job, key in part[5]}
+        # In run order (method, case, image), whichever rank ran a job.
+        ordered = [all_keys.get(Job(method, case, source.image_id))
+                   for method in methods for case in self.config.cases for source in sources]
+        rows = collect_rows(self.run_dir, [key for key in ordered if key is not None])
         self.paths.write_rows(rows)
         outcome = RunOutcome(self.run_dir, rows, all_errors, skipped,
                              computed_jobs=sum(part[3] for part in gathered),
@@ -762,13 +763,13 @@ class Runner:
         self.paths.write_meta(run_metadata(self.config, outcome, started, self.command))
         return outcome
 
-    def _finished(self, spec: JobSpec, scorer: StreamingScorer | None) -> bool:
+    def _finished(self, spec: JobSpec, logged: Mapping[str, dict], scorer: StreamingScorer | None) -> bool:
         """Whether a job needs no computing: `is_finished`, and, when its prediction is not saved, its
         learned metrics complete (they cannot be computed later without the prediction)."""
-        if not is_finished(spec):
+        if not is_finished(spec, logged):
             return False
         return spec.save_prediction or scorer is None or not metrics_missing(
-            read_json(spec.record_path), scorer.report, self.run_dir)
+            logged[spec.key], scorer.report, self.run_dir)
 
     def _run_dir_shared(self) -> bool:
         setting = self.config.run_dir_shared
@@ -778,7 +779,8 @@ class Runner:
 
     def _shard_files(self, specs: list[JobSpec], images: list[PreparedImage]) -> Iterator[str]:
         """Run-directory paths (relative) of every file of this rank's shard: inputs, predictions,
-        samples, records and Inception features."""
+        samples and Inception features, then the job logs this rank holds (its own of every attempt: a
+        rank killed before sending its log sends it with the next attempt's)."""
         paths = self.paths
         for image in images:
             yield paths.relative(paths.image(image.image_id))
@@ -791,8 +793,9 @@ class Runner:
                 yield paths.relative(sample_path(spec.pred_path, index))
             job = spec.job
             yield paths.relative(paths.features(job.method, job.case, job.image_id))
-            # The record last: on rank 0 a job is finished once its record exists.
-            yield paths.relative(spec.record_path)
+        # The logs last: on rank 0 a job is finished once its record is logged.
+        for log_path in paths.job_logs():
+            yield paths.relative(log_path)
 
 
 ERROR_COLUMNS = ["method", "case", "image_id", "error"]
@@ -872,49 +875,32 @@ ROW_COLUMNS = ["method", "family", "case", "image_id", "sample", "samples", "hei
                "wall_time_s", "note", "psnr", "ssim", "l1", "psnr_hole", "ssim_hole", "l1_hole"]
 
 
-def collect_rows(run_dir: Path, records: list[tuple[Path, str]]) -> pd.DataFrame:
-    """The long result table (DESIGN.md, contract 4) from the records of finished jobs.
-
-    ``records`` pairs each job's record path with the job key the record must carry; a missing record or
-    one computed for other inputs gives no row.
-    """
-    found = []
-    for path, key in records:
-        try:
-            record = read_json(path)
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and record.get("job_key") == key:
-            found.append(record)
-    return _rows(found)
+def collect_rows(run_dir: Path, keys: list[str]) -> pd.DataFrame:
+    """The long result table (DESIGN.md, contract 4) from the job logs of ``run_dir``: for each job key
+    of ``keys``, in that order, its latest logged record; a job with no record of its key (failed, or
+    logged only for other inputs) gives no row."""
+    latest = latest_records(RunDir(run_dir).job_logs(), set(keys))
+    return _rows([latest[key] for key in keys if key in latest])
 
 
-def rows_from_records(run_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
-    """The result table rebuilt from every job record under ``pred/``, for a run whose ``rows.parquet``
-    was lost (a kill between the last record and the table) or damaged.
+def rows_from_records(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The result table rebuilt from the job logs (``logs/jobs.*.jsonl``), for a run whose
+    ``rows.parquet`` was lost (a kill between the last record and the table) or damaged.
 
-    Without the run's inputs the records' job keys cannot be checked, so a record left by an attempt
-    that was stopped after an input changed is taken as it is.
+    Without the run's inputs the records' job keys cannot be checked: the latest record of each
+    (method, case, image id) is taken, so a record left by an attempt that was stopped after an input
+    changed is taken as it is.
 
     Returns
     -------
     rows : DataFrame
         As `collect_rows` gives, ordered by method, case and image id.
-    unreadable : list of Path
-        Records that could not be read (left out of ``rows``).
+    unreadable : list of str
+        ``log:line`` of each line that could not be parsed (a torn last line of a killed process).
     """
-    records, unreadable = [], []
-    for path in sorted(Path(run_dir).glob("pred/*/*/*.json")):
-        try:
-            record = read_json(path)
-        except (OSError, ValueError):
-            unreadable.append(path)
-            continue
-        if isinstance(record, dict) and {"method", "case", "image_id"} <= set(record):
-            records.append(record)
-        else:
-            unreadable.append(path)
-    return _rows(records), unreadable
+    logs = RunDir(run_dir).job_logs()
+    latest = latest_by_job(logs)
+    return _rows([latest[job] for job in sorted(latest)]), count_unparsable(logs)
 
 
 def _rows(records: list[dict]) -> pd.DataFrame:

@@ -4,8 +4,9 @@
 memory (no prediction is read back from PNG, and predictions need not be saved; originals are read
 from the run directory as each is needed); `score_run` catches up afterwards on finished jobs that
 lack a metric (e.g. run earlier with learned metrics off). Everything it computes is cached in the
-run directory (``lpips`` in each job record, pool3 features in ``features/``), so a rerun scores only what is new, and a report can
-compute FID/KID from the cached features without loading the Inception. When a backbone is not
+run directory (``lpips`` in each job record of the job logs, pool3 features in ``features/``), so a
+rerun scores only what is new, and a report can compute FID/KID from the cached features without
+loading the Inception. When a backbone is not
 provisioned the metric is reported unavailable with the command that fixes it; nothing is ever
 computed with substitute weights.
 """
@@ -39,7 +40,8 @@ from bench.metrics.learned import (
     frechet_distance_for,
     lpips_unavailable_reason,
 )
-from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write_bytes, write_json
+from bench.run.joblog import JobLog
+from bench.run.rundir import RunDir, read_rgb_png, sample_path, write_bytes
 
 LPIPS_NET = "alex"
 #: AlexNet's pooling stack needs at least this many pixels per side; smaller images get NaN LPIPS.
@@ -122,25 +124,28 @@ class StreamingScorer:
     """LPIPS and Inception features of each job, computed right after inference from the prediction in
     memory, and the job's record written once they are.
 
-    Features are extracted in passes of `FEATURE_BATCH` images, so a job's record is written when the
+    Features are extracted in passes of `FEATURE_BATCH` images, so a job's record is logged when the
     pass that holds its prediction is done: a run killed in between recomputes at most that many jobs.
 
     Parameters
     ----------
     run_dir : Path
         The run directory.
+    log : JobLog
+        This process's job log, where each scored job's record is appended.
     device : str
         Torch device of LPIPS and the Inception (a resolved one: ``cpu``, ``cuda[:N]``).
     """
 
-    def __init__(self, run_dir: Path, *, device: str = "cpu") -> None:
+    def __init__(self, run_dir: Path, log: JobLog, *, device: str = "cpu") -> None:
         self.paths = RunDir(run_dir)
+        self.log = log
         self.device = device
         self.report = ScoringReport(lpips_unavailable_reason(LPIPS_NET), fid_unavailable_reason())
         self._lpips: LPIPSMetric | None = None
         self._extractor: InceptionFeatures | None = None
-        # Images waiting for an Inception pass: (feature file, image, record path and record or None).
-        self._pending: list[tuple[Path, np.ndarray, tuple[Path, dict] | None]] = []
+        # Images waiting for an Inception pass: (feature file, image, job record or None for an original).
+        self._pending: list[tuple[Path, np.ndarray, dict | None]] = []
 
     def add_original(self, image_id: str, image: np.ndarray) -> None:
         """Queue the features of an original unless they are cached."""
@@ -148,9 +153,9 @@ class StreamingScorer:
         if self.report.fid_unavailable is None and not target.exists():
             self._queue(target, image, None)
 
-    def add_job(self, record_path: Path, record: dict, prediction: np.ndarray, original: np.ndarray,
+    def add_job(self, record: dict, prediction: np.ndarray, original: np.ndarray,
                 samples: Sequence[np.ndarray] = ()) -> None:
-        """Score one computed job: LPIPS (and diversity) now, features in the next pass, then the record."""
+        """Score one computed job: LPIPS (and diversity) now, features in the next pass, then log the record."""
         if self.report.lpips_unavailable is None:
             if self._lpips is None:
                 start = time.perf_counter()
@@ -166,17 +171,17 @@ class StreamingScorer:
             self.report.lpips_scored += 1
         if self.report.fid_unavailable is None:
             target = self.paths.features(record["method"], record["case"], record["image_id"])
-            self._queue(target, prediction, (record_path, record))
+            self._queue(target, prediction, record)
         else:
-            write_json(record_path, record)
+            self.log.append(record)
 
-    def _queue(self, target: Path, image: np.ndarray, record: tuple[Path, dict] | None) -> None:
+    def _queue(self, target: Path, image: np.ndarray, record: dict | None) -> None:
         self._pending.append((target, image, record))
         if len(self._pending) >= FEATURE_BATCH:
             self.flush()
 
     def flush(self) -> None:
-        """Extract the queued features, save them, then write the records that waited for them."""
+        """Extract the queued features, save them, then log the records that waited for them."""
         if not self._pending:
             return
         if self._extractor is None:
@@ -189,7 +194,7 @@ class StreamingScorer:
         for (target, _, record), vector in zip(self._pending, features):
             _save_features(target, vector[None])
             if record is not None:
-                write_json(*record)
+                self.log.append(record)
         self.report.feature_seconds += time.perf_counter() - start
         self.report.features_extracted += len(self._pending)
         self._pending = []
@@ -206,18 +211,22 @@ def merge_reports(reports: Sequence[ScoringReport]) -> ScoringReport:
                          setup_seconds=sum(report.setup_seconds for report in reports))
 
 
-def score_run(run_dir: Path, record_paths: Sequence[Path], originals: Mapping[str, np.ndarray], *,
+def score_run(run_dir: Path, records: Sequence[dict], originals: Mapping[str, np.ndarray], log: JobLog, *,
               progress: bool = True, device: str = "cpu") -> ScoringReport:
-    """Add LPIPS to every finished job record and cache Inception features of every image.
+    """Add LPIPS to finished jobs' records and cache Inception features of every image, reading the
+    predictions from their PNGs.
 
     Parameters
     ----------
     run_dir : Path
         The run directory.
-    record_paths : sequence of Path
-        Job records (``pred/<method>/<case>/<id>.json``); missing ones (failed jobs) are ignored.
+    records : sequence of dict
+        Records of finished jobs whose predictions are saved (`bench.run.joblog`); a record given a
+        metric is appended to ``log`` again (the later line wins).
     originals : mapping
         Image id to the uint8 RGB original (read when first needed, so a lazy mapping keeps memory flat).
+    log : JobLog
+        This process's job log.
     progress : bool
         Show a progress bar.
     device : str
@@ -226,16 +235,14 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: Mapping[st
     paths = RunDir(run_dir)
     report = ScoringReport(lpips_unavailable_reason(LPIPS_NET), fid_unavailable_reason())
     todo = []
-    for path in record_paths:
-        if not path.exists():
-            continue
-        record = read_json(path)
+    for record in records:
         needs_lpips = report.lpips_unavailable is None and (
             "lpips" not in record or (record.get("samples", 1) > 1 and "diversity_lpips" not in record))
         needs_features = (report.fid_unavailable is None and
                           not paths.features(record["method"], record["case"], record["image_id"]).exists())
         if needs_lpips or needs_features:
-            todo.append((path, record, needs_lpips, needs_features))
+            todo.append((paths.prediction(record["method"], record["case"], record["image_id"]), dict(record),
+                         needs_lpips, needs_features))
     missing_originals = [image_id for image_id in originals
                          if report.fid_unavailable is None and not paths.original_features(image_id).exists()]
     if not todo and not missing_originals:
@@ -247,9 +254,8 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: Mapping[st
     feature_jobs = [(paths.original_features(image_id), lambda image_id=image_id: originals[image_id])
                     for image_id in missing_originals]
     with torch.inference_mode():
-        for path, record, needs_lpips, needs_features in tqdm(todo, desc="LPIPS", unit="image",
-                                                              disable=not progress or lpips_metric is None):
-            prediction_path = path.with_suffix(".png")
+        for prediction_path, record, needs_lpips, needs_features in tqdm(
+                todo, desc="LPIPS", unit="image", disable=not progress or lpips_metric is None):
             if needs_features:
                 target = paths.features(record["method"], record["case"], record["image_id"])
                 feature_jobs.append((target, lambda source=prediction_path: read_rgb_png(source)))
@@ -265,7 +271,7 @@ def score_run(run_dir: Path, record_paths: Sequence[Path], originals: Mapping[st
                 record["diversity_lpips"] = diversity(lpips_metric, prediction_path, record["samples"])
             report.lpips_seconds += time.perf_counter() - start
             report.lpips_scored += 1
-            write_json(path, record)
+            log.append(record)
         bar = tqdm(total=len(feature_jobs), desc="Inception features", unit="image",
                    disable=not progress or not feature_jobs)
         # Batched: one Inception pass over many images costs far less per image than one pass each.

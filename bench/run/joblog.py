@@ -1,0 +1,149 @@
+"""Finished-job bookkeeping: append-only JSON-lines logs, one per rank and attempt.
+
+Each process of a run appends one line per finished job to ``logs/jobs.rank<r>.<attempt>.jsonl``
+(`JobLog`): the job's complete record, its job key included, in one ``write`` on a file opened for
+appending, so a job costs one system call instead of a temporary file and a rename, and 10^6 jobs are a
+few files instead of 10^6. A process killed in the middle of a write leaves at most a torn last line,
+which readers skip (`read_records`), as they skip any line that does not parse.
+
+A line is valid only for its ``job_key`` (`bench.run.identity.JobIdentity`): readers look up records by
+key, and for one key the line written last wins (`latest_records`), so recomputing a job, or adding a
+metric to a finished one (LPIPS catch-up), only appends. The logs are the source of truth and are never
+rewritten; ``rows.parquet`` is built from them by rank 0 at the end of a run.
+
+Attempts are numbered: every rank of an attempt uses 1 + the highest number any of them finds in its
+``logs/`` (`next_attempt`), so no attempt, whatever its number of processes, appends to an earlier
+attempt's file, and "written later" is "higher attempt, or further down the same file" (two ranks of
+one attempt never log the same job).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import weakref
+from pathlib import Path
+from typing import Collection, Iterator
+
+#: ``jobs.rank<r>.<attempt>.jsonl``.
+_LOG_NAME = re.compile(r"^jobs\.rank(\d+)\.(\d+)\.jsonl$")
+#: The job key of a line, found without parsing the line (most lines of a big run are other ranks' jobs).
+_KEY_FIELD = re.compile(rb'"job_key": "([^"]*)"')
+
+
+def log_name(rank: int, attempt: int) -> str:
+    return f"jobs.rank{rank}.{attempt}.jsonl"
+
+
+def log_paths(folder: Path) -> list[Path]:
+    """The job logs in ``folder``, oldest attempt first (rank order within an attempt)."""
+    found = []
+    for path in Path(folder).glob("jobs.rank*.jsonl"):
+        match = _LOG_NAME.match(path.name)
+        if match:
+            found.append((int(match.group(2)), int(match.group(1)), path))
+    return [path for _, _, path in sorted(found)]
+
+
+def last_attempt(folder: Path) -> int:
+    """The highest attempt number of the job logs in ``folder`` (0 when there are none)."""
+    numbers = [int(_LOG_NAME.match(path.name).group(2)) for path in log_paths(folder)]
+    return max(numbers, default=0)
+
+
+class JobLog:
+    """This process's job log of this attempt, created on the first record.
+
+    Parameters
+    ----------
+    path : Path
+        ``logs/jobs.rank<r>.<attempt>.jsonl``; it must not exist yet (an attempt never appends to a
+        file an earlier process may have left with a torn last line).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._closer: weakref.finalize | None = None
+
+    def append(self, record: dict) -> None:
+        """Write ``record`` as one line (a single ``write``; the line is complete once it returns)."""
+        line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            # Closed by `close`, or when the log is dropped (a run that stopped on an exception).
+            self._closer = weakref.finalize(self, os.close, self._fd)
+        written = os.write(self._fd, line)
+        while written < len(line):  # a short write (signal, nearly full disk): write the rest
+            written += os.write(self._fd, line[written:])
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+            self._closer, self._fd = None, None
+
+
+def read_records(paths: list[Path], keys: Collection[str] | None = None) -> Iterator[dict]:
+    """The records of the logs ``paths``, in order; with ``keys``, only those of these job keys.
+
+    Lines that do not parse as a JSON object (a torn last line of a killed process, a damaged file) are
+    skipped, as are unreadable files.
+    """
+    for path in paths:
+        try:
+            handle = open(path, "rb")
+        except OSError:
+            continue
+        with handle:
+            for line in handle:
+                if keys is not None:
+                    found = _KEY_FIELD.search(line)
+                    if found is None or found.group(1).decode("utf-8", errors="replace") not in keys:
+                        continue
+                record = _parse(line)
+                if record is not None:
+                    yield record
+
+
+def count_unparsable(paths: list[Path]) -> list[str]:
+    """``file:line`` of every line of ``paths`` that is not a JSON object (for messages)."""
+    bad = []
+    for path in paths:
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError:
+            bad.append(str(path))
+            continue
+        bad.extend(f"{path}:{number}" for number, line in enumerate(lines, start=1) if _parse(line) is None)
+    return bad
+
+
+def _parse(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def latest_records(paths: list[Path], keys: Collection[str] | None = None) -> dict[str, dict]:
+    """The last valid record of each job key in the logs ``paths`` (only ``keys`` when given)."""
+    latest: dict[str, dict] = {}
+    for record in read_records(paths, keys):
+        key = record.get("job_key")
+        if isinstance(key, str):
+            latest[key] = record
+    return latest
+
+
+def latest_by_job(paths: list[Path]) -> dict[tuple[str, str, str], dict]:
+    """The last valid record of each (method, case, image id) in the logs ``paths``, whatever its key
+    (for rebuilding rows without the run's inputs, which the keys would be checked against)."""
+    latest: dict[tuple[str, str, str], dict] = {}
+    for record in read_records(paths):
+        job = (record.get("method"), record.get("case"), record.get("image_id"))
+        if all(isinstance(part, str) for part in job):
+            latest[job] = record
+    return latest
