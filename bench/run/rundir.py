@@ -1,5 +1,6 @@
 """The run directory: every path of its layout (`RunDir`) and every write, each atomic (temporary file
-+ rename), so a reader or a run killed midway never sees a partial file.
++ rename), so a reader or a run killed midway never sees a partial file. The job logs are the exception:
+they are appended one record per line (`bench.run.joblog`), and their readers skip a torn line.
 
 Layout (DESIGN.md, "Run directory")::
 
