@@ -91,14 +91,14 @@ def test_fid_difference_resamples_images_with_both_sets_together(tmp_path):
 
 def test_fid_difference_above_the_cross_gram_limit_uses_the_covariance_form(tmp_path, monkeypatch):
     """At tens of thousands of images the N x N cross-Gram form would need N^2 memory and N^3 time."""
-    import bench.run.scoring as scoring
+    import bench.metrics.learned as learned
     from bench.metrics.learned import frechet_distance_for
     from bench.metrics.moments import GRAM_FORM_MAX_N
 
     def cross_gram_refused(real, fake):
         raise AssertionError(f"cross-Gram FID over {len(real)} images")
 
-    monkeypatch.setattr(scoring, "frechet_distance", cross_gram_refused)
+    monkeypatch.setattr(learned, "frechet_distance", cross_gram_refused)
     rng = np.random.default_rng(1)
     n, dims = GRAM_FORM_MAX_N + 10, 4
     real = rng.normal(0, 1, (n, dims))
@@ -177,3 +177,73 @@ def test_a_rerun_with_learned_metrics_scores_the_jobs_an_earlier_run_finished_wi
     assert caught_up.scoring.lpips_scored == 2 and caught_up.scoring.features_extracted == 4
     fresh = Runner(RunConfig(**{**vars(with_metrics), "runs_root": str(tmp_path / "fresh")}), progress=False).run()
     np.testing.assert_allclose(caught_up.rows["lpips"], fresh.rows["lpips"], rtol=0, atol=1e-6)
+
+
+def _features_on_disk(run_dir, methods, n, dims, seed=0):
+    """Random float32 features of ``n`` originals and of each method (case "large"), saved as a run saves them."""
+    rng = np.random.default_rng(seed)
+    real = rng.normal(0, 1, (n, dims)).astype(np.float32)
+    for index, vector in enumerate(real):
+        path = RunDir(run_dir).original_features(f"i{index}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, vector[None])
+    fakes = {}
+    for shift, method in enumerate(methods, start=1):
+        fakes[method] = (real + rng.normal(0.1 * shift, 0.5, (n, dims))).astype(np.float32)
+        _write_features(run_dir, method, "large", fakes[method])
+    rows = pd.DataFrame([{"method": method, "case": "large", "image_id": f"i{index}", "hole_fraction": 0.3}
+                         for method in methods for index in range(n)])
+    return real, fakes, rows
+
+
+@pytest.mark.parametrize("gram_limit", [2048, 100])
+def test_set_metrics_read_from_disk_equal_the_in_memory_computation_exactly(tmp_path, monkeypatch, gram_limit):
+    """Above 1,000 images KID reads 100 subsets row by row, and FID (covariance form past the limit)
+    streams its moments: the values are those of all features in memory, and torchmetrics' KID."""
+    import warnings
+
+    import bench.metrics.learned as learned
+    from bench.metrics.learned import FIDKID
+    from bench.run.scoring import set_metrics
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    monkeypatch.setattr(learned, "GRAM_FORM_MAX_N", gram_limit)
+    n, dims = 1030, 6
+    real, fakes, rows = _features_on_disk(tmp_path, ["far"], n, dims)
+    sets = set_metrics(tmp_path, rows, seed=3).set_index("method").loc["far"]
+    in_memory = FIDKID()
+    in_memory.update_features(torch.from_numpy(real), real=True)
+    in_memory.update_features(torch.from_numpy(fakes["far"]), real=False)
+    expected = in_memory.compute(seed=3)
+    assert sets["fid_trace_form"] == expected.fid_trace_form == ("cross-Gram" if gram_limit > n else "covariance")
+    assert (sets["fid"], sets["kid_mean"], sets["kid_std"]) == (expected.fid, expected.kid_mean, expected.kid_std)
+    assert sets["kid_subset_size"] == 1000 and sets["kid_subsets"] == 100 and sets["n"] == n
+
+    class PassThrough(torch.nn.Module):
+        num_features = dims
+
+        def forward(self, features):
+            return features
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = KernelInceptionDistance(feature=PassThrough(), subsets=100, subset_size=1000)
+    reference.update(torch.from_numpy(real).double(), real=True)
+    reference.update(torch.from_numpy(fakes["far"]).double(), real=False)
+    torch.manual_seed(3)
+    mean, std = reference.compute()
+    assert (float(mean), float(std)) == (expected.kid_mean, expected.kid_std)
+    assert not list(tmp_path.glob(".set-metrics-*")), "the temporary rows are removed"
+
+
+def test_spooled_feature_rows_come_back_in_the_order_asked(tmp_path):
+    from bench.run.scoring import _spool
+
+    real, _, _ = _features_on_disk(tmp_path, [], 40, 5)
+    spooled = _spool([RunDir(tmp_path).original_features(f"i{index}") for index in range(40)], tmp_path / "rows.f32")
+    for indices in ([3, 17, 0, 39, 17], list(range(8, 30)), [39]):
+        assert np.array_equal(spooled.rows(np.array(indices)).numpy(), real[indices])
+    assert np.array_equal(spooled.all().numpy(), real)
+    np.save(RunDir(tmp_path).original_features("i7"), np.zeros((1, 4), np.float64))
+    with pytest.raises(ValueError, match="i7.npy is not one float32 feature vector"):
+        _spool([RunDir(tmp_path).original_features(f"i{index}") for index in range(40)], tmp_path / "rows.f32")

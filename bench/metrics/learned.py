@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -242,17 +242,6 @@ def fid_unavailable_reason(locations: WeightsLocations | None = None) -> str | N
     return None if resolve(INCEPTION_ENTRY, locations) is not None else missing_message(INCEPTION_ENTRY)
 
 
-class _FeaturesPassThrough(nn.Module):
-    """Feature "extractor" for torchmetrics that receives ready features (extracted once for FID and KID)."""
-
-    def __init__(self, num_features: int) -> None:
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return features
-
-
 def _check_feature_sets(real_features: torch.Tensor, fake_features: torch.Tensor) -> int:
     if real_features.dim() != 2 or fake_features.dim() != 2 or real_features.shape[1] != fake_features.shape[1]:
         raise ValueError(f"feature sets must be N x D with equal D, got {tuple(real_features.shape)} "
@@ -273,32 +262,95 @@ def frechet_distance(real_features: torch.Tensor, fake_features: torch.Tensor) -
     fewer than 2049 images make the covariances singular.
     """
     _check_feature_sets(real_features, fake_features)
-    real, fake = real_features.to(torch.float64), fake_features.to(torch.float64)
-    real_mean, fake_mean = real.mean(0), fake.mean(0)
-    real_centred, fake_centred = real - real_mean, fake - fake_mean
-    n_real, n_fake = len(real), len(fake)
+    # Centred in place in float64 copies (the callers' tensors stay as they are): two N x D matrices
+    # alive instead of four.
+    real_centred = real_features.to(torch.float64, copy=True)
+    fake_centred = fake_features.to(torch.float64, copy=True)
+    real_mean, fake_mean = real_centred.mean(0), fake_centred.mean(0)
+    real_centred.sub_(real_mean)
+    fake_centred.sub_(fake_mean)
+    n_real, n_fake = len(real_centred), len(fake_centred)
     trace_real = (real_centred ** 2).sum() / (n_real - 1)
     trace_fake = (fake_centred ** 2).sum() / (n_fake - 1)
     cross_trace = torch.linalg.svdvals(real_centred @ fake_centred.T).sum() / math.sqrt((n_real - 1) * (n_fake - 1))
     return float(((real_mean - fake_mean) ** 2).sum() + trace_real + trace_fake - 2 * cross_trace)
 
 
+class FeatureSet:
+    """``N x D`` feature rows, read by index, so that a set need not be in memory at once.
+
+    FID of a large set streams its float64 moments in chunks of `MOMENT_CHUNK_ROWS` rows (`moments`),
+    and KID reads only the rows of each subset (`rows`); the memory either needs does not grow with N.
+
+    Parameters
+    ----------
+    count, dimension : int
+        N and D.
+    read : callable
+        int64 row indices -> ``len(indices) x D`` float tensor of those rows, in that order (the cached
+        Inception features are float32; every computation here is in float64).
+    """
+
+    def __init__(self, count: int, dimension: int, read: Callable[[np.ndarray], torch.Tensor]) -> None:
+        self.count = count
+        self.dimension = dimension
+        self._read = read
+        self._moments: FeatureMoments | None = None
+
+    @classmethod
+    def of(cls, features: torch.Tensor) -> FeatureSet:
+        """A set of rows already in memory."""
+        return cls(len(features), int(features.shape[1]), lambda indices: features[torch.from_numpy(indices)])
+
+    def __len__(self) -> int:
+        return self.count
+
+    def rows(self, indices: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The rows ``indices``, in that order."""
+        return self._read(np.asarray(indices, dtype=np.int64))
+
+    def all(self) -> torch.Tensor:
+        """Every row, ``N x D`` (only for sets known to be small)."""
+        return self.rows(np.arange(self.count))
+
+    def moments(self) -> FeatureMoments:
+        """Count, float64 sum and sum of outer products of the rows, accumulated chunk by chunk."""
+        if self._moments is None:
+            moments = FeatureMoments(self.dimension)
+            for first in range(0, self.count, MOMENT_CHUNK_ROWS):
+                moments.update(self.rows(np.arange(first, min(first + MOMENT_CHUNK_ROWS, self.count))))
+            self._moments = moments
+        return self._moments
+
+
+#: Rows per chunk when streaming moments (8 MB of float64 at D = 2048).
+MOMENT_CHUNK_ROWS = 512
+
+
 def frechet_distance_for(real_features: torch.Tensor, fake_features: torch.Tensor) -> tuple[float, str]:
-    """FID of two ``N x D`` feature sets by the cheaper exact form for their size
-    (`bench.metrics.moments`): the cross-Gram form up to ``GRAM_FORM_MAX_N`` images, the covariance form
-    from sufficient statistics above.
+    """`frechet_distance_of` two ``N x D`` feature sets in memory.
 
     Returns
     -------
     tuple
         (FID, the form used: ``"cross-Gram"`` or ``"covariance"``).
     """
-    if max(len(real_features), len(fake_features)) <= GRAM_FORM_MAX_N:
-        return frechet_distance(real_features, fake_features), "cross-Gram"
-    real, fake = FeatureMoments(real_features.shape[1]), FeatureMoments(fake_features.shape[1])
-    real.update(real_features)
-    fake.update(fake_features)
-    return frechet_distance_from_moments(real, fake), "covariance"
+    return frechet_distance_of(FeatureSet.of(real_features), FeatureSet.of(fake_features))
+
+
+def frechet_distance_of(real: FeatureSet, fake: FeatureSet) -> tuple[float, str]:
+    """FID of two feature sets by the cheaper exact form for their size (`bench.metrics.moments`): the
+    cross-Gram form up to ``GRAM_FORM_MAX_N`` images (the rows in memory), the covariance form from
+    moments streamed in chunks above.
+
+    Returns
+    -------
+    tuple
+        (FID, the form used: ``"cross-Gram"`` or ``"covariance"``).
+    """
+    if max(len(real), len(fake)) <= GRAM_FORM_MAX_N:
+        return frechet_distance(real.all(), fake.all()), "cross-Gram"
+    return frechet_distance_from_moments(real.moments(), fake.moments()), "covariance"
 
 
 def kid_subset_size(n_real: int, n_fake: int) -> int:
@@ -308,7 +360,19 @@ def kid_subset_size(n_real: int, n_fake: int) -> int:
 
 def kernel_inception_distance(real_features: torch.Tensor, fake_features: torch.Tensor, *,
                               seed: int = 0) -> tuple[float, float, int]:
-    """torchmetrics' KID (cubic polynomial kernel MMD², unbiased) over random subsets.
+    """`kernel_inception_distance_of` two ``N x D`` feature sets in memory."""
+    _check_feature_sets(real_features, fake_features)
+    return kernel_inception_distance_of(FeatureSet.of(real_features), FeatureSet.of(fake_features), seed=seed)
+
+
+def kernel_inception_distance_of(real: FeatureSet, fake: FeatureSet, *, seed: int = 0) -> tuple[float, float, int]:
+    """torchmetrics' KID (cubic polynomial kernel MMD², unbiased) over random subsets, reading only
+    each subset's rows.
+
+    The same computation as ``torchmetrics.image.kid.KernelInceptionDistance.compute`` on float64
+    features, draw for draw (per subset a ``randperm`` of the real then of the fake rows, the first
+    ``subset_size`` of each, torchmetrics' ``poly_mmd``), so the values are equal; only the rows a subset
+    uses are read, so memory does not grow with N.
 
     Returns
     -------
@@ -316,22 +380,23 @@ def kernel_inception_distance(real_features: torch.Tensor, fake_features: torch.
         (mean, standard deviation over subsets, subset size). The subset draw is seeded; when the
         subset is every image of both sets there is one subset and the deviation is 0.
     """
-    from torchmetrics.image.kid import KernelInceptionDistance
+    from torchmetrics.image.kid import poly_mmd
 
-    num_features = _check_feature_sets(real_features, fake_features)
-    subset_size = kid_subset_size(len(real_features), len(fake_features))
+    if real.dimension != fake.dimension or len(real) < 2 or len(fake) < 2:
+        raise ValueError(f"KID needs two sets of at least 2 vectors of equal length, got {len(real)} x "
+                         f"{real.dimension} and {len(fake)} x {fake.dimension}")
+    subset_size = kid_subset_size(len(real), len(fake))
     # When a subset is the whole of both sets every draw gives the same value: one is enough (std 0).
-    subsets = 1 if subset_size == max(len(real_features), len(fake_features)) else KID_SUBSETS
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        metric = KernelInceptionDistance(feature=_FeaturesPassThrough(num_features), subsets=subsets,
-                                         subset_size=subset_size)
-    metric.update(real_features.to(torch.float64), real=True)
-    metric.update(fake_features.to(torch.float64), real=False)
+    subsets = 1 if subset_size == max(len(real), len(fake)) else KID_SUBSETS
+    scores = []
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        mean, std = metric.compute()
-    return float(mean), float(std), subset_size
+        for _ in range(subsets):
+            real_rows = real.rows(torch.randperm(len(real))[:subset_size].numpy()).to(torch.float64)
+            fake_rows = fake.rows(torch.randperm(len(fake))[:subset_size].numpy()).to(torch.float64)
+            scores.append(poly_mmd(real_rows, fake_rows))
+    stacked = torch.stack(scores)
+    return float(stacked.mean()), float(stacked.std(unbiased=False)), subset_size
 
 
 @dataclass(frozen=True)
@@ -447,20 +512,29 @@ class FIDKID:
 
     def compute(self, *, seed: int = 0) -> SetMetrics:
         """FID and KID of everything added since the last :meth:`reset`. ``n`` is the smaller side."""
-        real, fake = self.features(True), self.features(False)
-        n = min(len(real), len(fake))
-        indicative = n < FID_RELIABLE_MIN_N
-        note = f"N = {n}: {FID_INDICATIVE_REASON}" if indicative else f"N = {n}"
-        if n < 2:
-            return SetMetrics(math.nan, math.nan, math.nan, 0, n, True, f"N = {n}: FID and KID need at least 2 images")
-        kid_mean, kid_std, subset_size = kernel_inception_distance(real, fake, seed=seed)
-        fid, form = frechet_distance_for(real, fake)
-        return SetMetrics(fid, kid_mean, kid_std, subset_size, n, indicative, note, form)
+        return set_metrics_of(FeatureSet.of(self.features(True)), FeatureSet.of(self.features(False)), seed=seed)
+
+
+def set_metrics_of(real: FeatureSet, fake: FeatureSet, *, seed: int = 0) -> SetMetrics:
+    """FID and KID of a set of predictions' features against its originals'; ``n`` is the smaller side.
+
+    The one FID/KID computation of the suite (`FIDKID` feeds it the features it holds, the report
+    step the cached features of one method and case, read from disk as needed).
+    """
+    n = min(len(real), len(fake))
+    indicative = n < FID_RELIABLE_MIN_N
+    note = f"N = {n}: {FID_INDICATIVE_REASON}" if indicative else f"N = {n}"
+    if n < 2:
+        return SetMetrics(math.nan, math.nan, math.nan, 0, n, True, f"N = {n}: FID and KID need at least 2 images")
+    kid_mean, kid_std, subset_size = kernel_inception_distance_of(real, fake, seed=seed)
+    fid, form = frechet_distance_of(real, fake)
+    return SetMetrics(fid, kid_mean, kid_std, subset_size, n, indicative, note, form)
 
 
 __all__ = [
-    "FIDKID", "FID_INDICATIVE_REASON", "FID_RELIABLE_MIN_N", "InceptionFeatures", "InceptionPool3", "LPIPSMetric", "SetMetrics",
-    "WeightsUnavailable", "fid_unavailable_reason", "frechet_distance", "frechet_distance_for",
-    "kernel_inception_distance",
+    "FIDKID", "FID_INDICATIVE_REASON", "FID_RELIABLE_MIN_N", "FeatureSet", "InceptionFeatures", "InceptionPool3",
+    "LPIPSMetric", "SetMetrics", "WeightsUnavailable", "fid_unavailable_reason", "frechet_distance",
+    "frechet_distance_for", "frechet_distance_of", "kernel_inception_distance", "kernel_inception_distance_of",
+    "set_metrics_of",
     "kid_subset_size", "load_inception", "lpips_unavailable_reason", "to_lpips_input",
 ]

@@ -13,7 +13,10 @@ computed with substitute weights.
 
 from __future__ import annotations
 
+import functools
 import io
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +33,16 @@ from bench.metrics.learned import (
     FID_INDICATIVE_REASON,
     FID_MIN_N,
     KID_SUBSETS,
-    FIDKID,
     INCEPTION_ENTRY,
     LPIPS_BACKBONES,
+    FeatureSet,
     InceptionFeatures,
     LPIPSMetric,
     fid_unavailable_reason,
     frechet_distance,
-    frechet_distance_for,
+    frechet_distance_of,
     lpips_unavailable_reason,
+    set_metrics_of,
 )
 from bench.run.joblog import JobLog
 from bench.run.rundir import RunDir, read_rgb_png, sample_path, write_bytes
@@ -321,23 +325,41 @@ def _feature_groups(rows: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
             for (method, case), group in scored.groupby(["method", "case"], sort=False)]
 
 
-def _group_features(paths: RunDir, method: str, case: str,
-                    image_ids: list[str]) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-    """The ids of ``image_ids`` whose features exist on both sides, and the real and fake ``N x 2048``
-    feature matrices in that order; None when fewer than two images have both.
+def _spool(feature_paths: list[Path], target: Path) -> FeatureSet:
+    """Copy the ``1 x D`` float32 feature files ``feature_paths`` into one file of rows at ``target``, one
+    file at a time, and read it back by row (`FeatureSet`): KID's subsets and FID's moments then need a
+    few rows in memory, not the set."""
+    dimension = 0
+    with open(target, "wb") as spooled:
+        for path in feature_paths:
+            vector = np.load(path)
+            if vector.dtype != np.float32 or vector.ndim != 2 or len(vector) != 1 or (
+                    dimension and vector.shape[1] != dimension):
+                raise ValueError(f"{path} is not one float32 feature vector like the others ({vector.dtype} "
+                                 f"{vector.shape}): delete it and rerun to recompute it")
+            dimension = vector.shape[1]
+            spooled.write(vector.tobytes())
+    return FeatureSet(len(feature_paths), dimension, functools.partial(_read_rows, target, dimension))
 
-    One (method, case) at a time: at benchmark scale every group's features together would not fit
-    in memory (7 methods x 3 cases x 36,500 images x 2 sides x 8 KB is about 13 GB).
-    """
-    ids, real, fake = [], [], []
-    for image_id in image_ids:
-        real_path = paths.original_features(image_id)
-        fake_path = paths.features(method, case, image_id)
-        if real_path.exists() and fake_path.exists():
-            ids.append(image_id)
-            real.append(np.load(real_path))
-            fake.append(np.load(fake_path))
-    return (ids, np.concatenate(real), np.concatenate(fake)) if len(ids) >= 2 else None
+
+def _read_rows(path: Path, dimension: int, indices: np.ndarray) -> torch.Tensor:
+    row_bytes = dimension * 4
+    rows = np.empty((len(indices), dimension), np.float32)
+    with open(path, "rb") as spooled:
+        if len(indices) and indices[-1] - indices[0] + 1 == len(indices) and np.all(np.diff(indices) == 1):
+            spooled.seek(int(indices[0]) * row_bytes)
+            rows[:] = np.frombuffer(spooled.read(len(indices) * row_bytes), np.float32).reshape(rows.shape)
+        else:
+            for position, index in enumerate(indices):
+                rows[position] = np.frombuffer(os.pread(spooled.fileno(), row_bytes, int(index) * row_bytes),
+                                               np.float32)
+    return torch.from_numpy(rows)
+
+
+def _common_ids(paths: RunDir, image_ids: list[str], methods: list[str], case: str) -> list[str]:
+    """The ids of ``image_ids`` whose features exist for the original and each method of ``methods``."""
+    return [image_id for image_id in image_ids if paths.original_features(image_id).exists()
+            and all(paths.features(method, case, image_id).exists() for method in methods)]
 
 
 def set_metrics(run_dir: Path, rows: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
@@ -347,25 +369,30 @@ def set_metrics(run_dir: Path, rows: pd.DataFrame, *, seed: int = 0) -> pd.DataF
     many. ``kid_subsets`` is 1 when a KID subset is the whole set (fewer than 1,000 images), so
     ``kid_std`` is 0 by construction, not a measured spread. Returns an empty table when no features
     were cached (FID unavailable).
+
+    Memory does not grow with the number of images: one (method, case) at a time, its features are
+    copied into a temporary file of rows in the run directory and read back as FID's streamed moments
+    and KID's subsets need them (`FeatureSet`); FID uses the cross-Gram form only up to
+    `GRAM_FORM_MAX_N` images.
     """
     records = []
     paths = RunDir(run_dir)
-    for method, case, image_ids in _feature_groups(rows):
-        features = _group_features(paths, method, case, image_ids)
-        if features is None:
-            continue
-        _, real, fake = features
-        n = len(real)
-        metric = FIDKID()
-        metric.update_features(torch.from_numpy(real), real=True)
-        metric.update_features(torch.from_numpy(fake), real=False)
-        result = metric.compute(seed=seed)
-        records.append({
-            "method": method, "case": case, "fid": result.fid, "kid_mean": result.kid_mean, "kid_std": result.kid_std,
-            "kid_subset_size": result.kid_subset_size, "kid_subsets": 1 if result.kid_subset_size >= n else KID_SUBSETS,
-            "n": n, "indicative": result.indicative, "note": FID_INDICATIVE_REASON if result.indicative else "",
-            "fid_trace_form": result.fid_trace_form,
-        })
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".set-metrics-") as scratch:
+        for method, case, image_ids in _feature_groups(rows):
+            ids = _common_ids(paths, image_ids, [method], case)
+            if len(ids) < 2:
+                continue
+            real = _spool([paths.original_features(image_id) for image_id in ids], Path(scratch) / "real.f32")
+            fake = _spool([paths.features(method, case, image_id) for image_id in ids], Path(scratch) / "fake.f32")
+            result = set_metrics_of(real, fake, seed=seed)
+            n = result.n
+            records.append({
+                "method": method, "case": case, "fid": result.fid, "kid_mean": result.kid_mean,
+                "kid_std": result.kid_std, "kid_subset_size": result.kid_subset_size,
+                "kid_subsets": 1 if result.kid_subset_size >= n else KID_SUBSETS, "n": n,
+                "indicative": result.indicative, "note": FID_INDICATIVE_REASON if result.indicative else "",
+                "fid_trace_form": result.fid_trace_form,
+            })
     return pd.DataFrame(records, columns=SET_COLUMNS)
 
 
@@ -397,39 +424,45 @@ def fid_difference_interval(real: np.ndarray, fake: np.ndarray, fake_reference: 
 
 def fid_differences(run_dir: Path, rows: pd.DataFrame, reference: str, *, seed: int = 0) -> pd.DataFrame:
     """Each method's FID minus the reference's, per case, on the images both have features for, with a
-    bootstrap interval when `FID_MIN_N` <= N <= `FID_DIFFERENCE_MAX_N` (``note`` says why not otherwise)."""
+    bootstrap interval when `FID_MIN_N` <= N <= `FID_DIFFERENCE_MAX_N` (``note`` says why not otherwise).
+
+    As in `set_metrics`, the features are read from temporary files of rows, one method and case at a
+    time, so memory does not grow with N."""
     paths = RunDir(run_dir)
     groups = _feature_groups(rows)
-    # The reference's features, read once per case; the other methods' one group at a time.
-    reference_features = {case: _group_features(paths, method, case, image_ids)
-                          for method, case, image_ids in groups if method == reference}
+    reference_ids = {case: image_ids for method, case, image_ids in groups if method == reference}
     records = []
-    for method, case, image_ids in groups:
-        if method == reference or reference_features.get(case) is None:
-            continue
-        features = _group_features(paths, method, case, image_ids)
-        if features is None:
-            continue
-        ids, real, fake = features
-        reference_ids, _, reference_fake = reference_features[case]
-        position = {image_id: index for index, image_id in enumerate(reference_ids)}
-        common = [index for index, image_id in enumerate(ids) if image_id in position]
-        n = len(common)
-        record = {"method": method, "reference": reference, "case": case, "fid_diff": float("nan"),
-                  "ci_low": float("nan"), "ci_high": float("nan"), "n": n, "resamples": 0, "note": ""}
-        aligned_reference = reference_fake[[position[ids[index]] for index in common]]
-        if n < FID_MIN_N:
-            record["note"] = f"N < {FID_MIN_N}: FID is mostly small-sample bias"
-        elif n > FID_DIFFERENCE_MAX_N:
-            real_set = torch.from_numpy(real[common])
-            # Without an interval N may be in the tens of thousands: the cheaper exact form for N.
-            record["fid_diff"] = (frechet_distance_for(real_set, torch.from_numpy(fake[common]))[0]
-                                  - frechet_distance_for(real_set, torch.from_numpy(aligned_reference))[0])
-            record["note"] = (f"no interval: N > {FID_DIFFERENCE_MAX_N}, where the bootstrap's "
-                              f"{FID_DIFFERENCE_RESAMPLES} x 2 FIDs cost too much")
-        else:
-            record["fid_diff"], record["ci_low"], record["ci_high"] = fid_difference_interval(
-                real[common], fake[common], aligned_reference, seed=seed)
-            record["resamples"] = FID_DIFFERENCE_RESAMPLES
-        records.append(record)
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".fid-differences-") as scratch:
+        for method, case, image_ids in groups:
+            if method == reference or case not in reference_ids:
+                continue
+            # Both methods need at least two images with features of their own, as for their FIDs.
+            if (len(_common_ids(paths, image_ids, [method], case)) < 2
+                    or len(_common_ids(paths, reference_ids[case], [reference], case)) < 2):
+                continue
+            in_reference = set(reference_ids[case])
+            ids = _common_ids(paths, [image_id for image_id in image_ids if image_id in in_reference],
+                              [method, reference], case)
+            n = len(ids)
+            record = {"method": method, "reference": reference, "case": case, "fid_diff": float("nan"),
+                      "ci_low": float("nan"), "ci_high": float("nan"), "n": n, "resamples": 0, "note": ""}
+            if n < FID_MIN_N:
+                record["note"] = f"N < {FID_MIN_N}: FID is mostly small-sample bias"
+                records.append(record)
+                continue
+            real, fake, fake_reference = (
+                _spool([paths.original_features(image_id) for image_id in ids], Path(scratch) / "real.f32"),
+                _spool([paths.features(method, case, image_id) for image_id in ids], Path(scratch) / "fake.f32"),
+                _spool([paths.features(reference, case, image_id) for image_id in ids],
+                       Path(scratch) / "reference.f32"))
+            if n > FID_DIFFERENCE_MAX_N:
+                # Without an interval N may be in the tens of thousands: the cheaper exact form for N.
+                record["fid_diff"] = frechet_distance_of(real, fake)[0] - frechet_distance_of(real, fake_reference)[0]
+                record["note"] = (f"no interval: N > {FID_DIFFERENCE_MAX_N}, where the bootstrap's "
+                                  f"{FID_DIFFERENCE_RESAMPLES} x 2 FIDs cost too much")
+            else:
+                record["fid_diff"], record["ci_low"], record["ci_high"] = fid_difference_interval(
+                    real.all().numpy(), fake.all().numpy(), fake_reference.all().numpy(), seed=seed)
+                record["resamples"] = FID_DIFFERENCE_RESAMPLES
+            records.append(record)
     return pd.DataFrame(records, columns=FID_DIFFERENCE_COLUMNS)
