@@ -46,10 +46,14 @@ def log_paths(folder: Path) -> list[Path]:
     return [path for _, _, path in sorted(found)]
 
 
+def attempt_of(path: Path) -> int:
+    """The attempt number of a job log (as `log_paths` lists them)."""
+    return int(_LOG_NAME.match(path.name).group(2))
+
+
 def last_attempt(folder: Path) -> int:
     """The highest attempt number of the job logs in ``folder`` (0 when there are none)."""
-    numbers = [int(_LOG_NAME.match(path.name).group(2)) for path in log_paths(folder)]
-    return max(numbers, default=0)
+    return max(map(attempt_of, log_paths(folder)), default=0)
 
 
 class JobLog:

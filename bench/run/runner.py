@@ -52,7 +52,7 @@ from bench.run import distributed
 from bench.run.data import IMAGE_SUFFIXES, BenchImage, ImageSource, apply_size_policy, image_sources, load_image
 from bench.run.distributed import Ranks
 from bench.run.identity import ContentDigests, JobIdentity, array_digest
-from bench.run.joblog import JobLog, count_unparsable, last_attempt, latest_by_job, latest_records
+from bench.run.joblog import JobLog, attempt_of, count_unparsable, last_attempt, latest_by_job, latest_records
 from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write_json, write_rgb_png, write_table
 from bench.run.metadata import EXTERNAL_FAMILY, USER_CASE, RunOutcome, config_document, run_metadata
 from bench.run.scoring import StreamingScorer, disabled_report, merge_reports, metrics_missing, score_run
@@ -733,7 +733,7 @@ class Runner:
             scoring = disabled_report()
         log.close()
         if not shared:
-            distributed.send_files_to_main(self.run_dir, self._shard_files(specs, images), ranks)
+            distributed.send_files_to_main(self.run_dir, self._shard_files(specs, images, log.path), ranks)
         facts = [image.facts for image in images]
         # What rank 0 needs to collect the rows: the key each job's record must have.
         keys = [(spec.job, spec.key) for spec in specs]
@@ -777,10 +777,12 @@ class Runner:
             return distributed.run_dir_is_shared(self.paths.rank_token_path, self.ranks)
         return setting == "yes" or not self.ranks.distributed
 
-    def _shard_files(self, specs: list[JobSpec], images: list[PreparedImage]) -> Iterator[str]:
+    def _shard_files(self, specs: list[JobSpec], images: list[PreparedImage], log_path: Path) -> Iterator[str]:
         """Run-directory paths (relative) of every file of this rank's shard: inputs, predictions,
-        samples and Inception features, then the job logs this rank holds (its own of every attempt: a
-        rank killed before sending its log sends it with the next attempt's)."""
+        samples and Inception features, then its job log ``log_path`` and the logs of earlier attempts
+        it holds (a rank killed before sending its log sends it with the next attempt's). Other ranks'
+        logs of this attempt are not sent: a run directory that is shared after all would let a rank
+        send another's log while that one still appends to it."""
         paths = self.paths
         for image in images:
             yield paths.relative(paths.image(image.image_id))
@@ -794,8 +796,10 @@ class Runner:
             job = spec.job
             yield paths.relative(paths.features(job.method, job.case, job.image_id))
         # The logs last: on rank 0 a job is finished once its record is logged.
-        for log_path in paths.job_logs():
-            yield paths.relative(log_path)
+        for earlier in paths.job_logs():
+            if attempt_of(earlier) < attempt_of(log_path):
+                yield paths.relative(earlier)
+        yield paths.relative(log_path)
 
 
 ERROR_COLUMNS = ["method", "case", "image_id", "error"]
