@@ -247,3 +247,24 @@ def test_spooled_feature_rows_come_back_in_the_order_asked(tmp_path):
     np.save(RunDir(tmp_path).original_features("i7"), np.zeros((1, 4), np.float64))
     with pytest.raises(ValueError, match="i7.npy is not one float32 feature vector"):
         _spool([RunDir(tmp_path).original_features(f"i{index}") for index in range(40)], tmp_path / "rows.f32")
+
+
+@pytest.mark.skipif(not WEIGHTS_PRESENT, reason="weights not fetched: run `relama-bench weights fetch`")
+def test_lpips_added_later_is_appended_to_the_job_logs_and_wins(tmp_path):
+    from conftest import logged_jobs
+
+    data = write_photos(tmp_path / "data", 3, (48, 64), prefix="q")
+    config = RunConfig(methods=["telea"], cases=["region"], data=str(data), runs_root=str(tmp_path / "runs"),
+                       learned_metrics=False, run_id="later")
+    first = Runner(config, progress=False).run()
+    assert "lpips" not in first.rows.columns and set(logged_jobs(first.run_dir).values()) == {1}
+    config.learned_metrics = True
+    second = Runner(config, progress=False).run()
+    assert second.computed_jobs == 0 and second.scoring.lpips_scored == 3
+    assert second.rows["lpips"].between(0, 1).all()
+    # One more line per job, in the second attempt's own log; the first attempt's log is untouched.
+    assert set(logged_jobs(first.run_dir).values()) == {2}
+    assert sorted(path.name for path in RunDir(first.run_dir).job_logs()) == ["jobs.rank0.1.jsonl", "jobs.rank0.2.jsonl"]
+    third = Runner(config, progress=False).run()
+    assert third.scoring.lpips_scored == 0 and set(logged_jobs(first.run_dir).values()) == {2}
+    pd.testing.assert_frame_equal(second.rows, third.rows)
