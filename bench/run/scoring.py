@@ -348,7 +348,8 @@ def _read_rows(path: Path, dimension: int, indices: np.ndarray) -> torch.Tensor:
     with open(path, "rb") as spooled:
         if len(indices) and indices[-1] - indices[0] + 1 == len(indices) and np.all(np.diff(indices) == 1):
             spooled.seek(int(indices[0]) * row_bytes)
-            rows[:] = np.frombuffer(spooled.read(len(indices) * row_bytes), np.float32).reshape(rows.shape)
+            if spooled.readinto(memoryview(rows).cast("B")) != rows.nbytes:
+                raise OSError(f"{path} ended before row {indices[-1]}")
         else:
             for position, index in enumerate(indices):
                 rows[position] = np.frombuffer(os.pread(spooled.fileno(), row_bytes, int(index) * row_bytes),
