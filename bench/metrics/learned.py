@@ -473,8 +473,8 @@ class FIDKID:
 
     The state is the features of each side (``N x 2048`` float32 rows); states of several processes
     or shards combine by concatenation (`merge`, torchmetrics' ``dist_reduce_fx="cat"``), and the
-    result does not depend on how the images were split. The one FID/KID computation of the suite:
-    production scoring (`bench.run.scoring.set_metrics`) feeds it cached features.
+    result does not depend on how the images were split. It computes with `set_metrics_of`, as
+    production scoring (`bench.run.scoring.set_metrics`) does on cached features read from disk.
 
     Parameters
     ----------

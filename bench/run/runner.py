@@ -10,9 +10,9 @@ skips it, and a run killed at any moment loses nothing that finished. A job that
 
 A record is valid only for the content it was computed from: it stores its job's key
 (`bench.run.identity.JobIdentity`), and a job with no logged record of its current key is computed
-again. The
-prepared images and masks written to the run directory are likewise rewritten when their content
-changes, and the Inception features cached for a changed image or a recomputed job are discarded.
+again. The prepared images and masks written to the run directory are likewise rewritten when their
+content changes, and the Inception features cached for a changed image or a recomputed job are
+discarded.
 
 Memory does not grow with the number of images: a rank reads each image once to write its prepared
 copy and masks into the run directory (`Runner.write_inputs`), keeping only digests and facts, and each
