@@ -25,7 +25,8 @@ from bench.run.data import ImageSource
 FEATURE_FILE_BYTES = 2048 * 4 + 128
 #: Precision column of a perf table for methods that run NumPy/OpenCV code and have no precision choice.
 NO_PRECISION = "n/a"
-#: Bytes of one job record (JSON), measured on records of a run with learned metrics.
+#: Bytes of one job record (a line of a job log), an upper bound: indented record files of a run with
+#: learned metrics measured 700, their compact log lines are shorter.
 RECORD_BYTES = 700
 
 
