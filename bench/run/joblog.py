@@ -12,7 +12,7 @@ metric to a finished one (LPIPS catch-up), only appends. The logs are the source
 rewritten; ``rows.parquet`` is built from them by rank 0 at the end of a run.
 
 Attempts are numbered: every rank of an attempt uses 1 + the highest number any of them finds in its
-``logs/`` (`next_attempt`), so no attempt, whatever its number of processes, appends to an earlier
+``logs/`` (`last_attempt`), so no attempt, whatever its number of processes, appends to an earlier
 attempt's file, and "written later" is "higher attempt, or further down the same file" (two ranks of
 one attempt never log the same job).
 """
