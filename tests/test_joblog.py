@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from bench.run.joblog import JobLog, count_unparsable, last_attempt, latest_by_job, latest_records, log_paths
 from bench.run.rundir import RunDir
@@ -28,9 +27,13 @@ def test_each_record_is_one_complete_line(tmp_path):
 def test_an_attempt_never_appends_to_an_existing_log(tmp_path):
     path = tmp_path / "jobs.rank0.1.jsonl"
     path.write_text('{"job_key": "k1", "method": "telea"')  # a torn line an earlier process left
-    with pytest.raises(FileExistsError):
-        JobLog(path).append(_record("a", "k2"))
+    (tmp_path / "jobs.rank0.2.jsonl").write_text("")  # and a concurrent run took the next number
+    log = JobLog(path)
+    log.append(_record("a", "k2"))
+    log.close()
     assert path.read_text() == '{"job_key": "k1", "method": "telea"'
+    assert log.path == tmp_path / "jobs.rank0.3.jsonl"
+    assert latest_records(log_paths(tmp_path))["k2"]["image_id"] == "a"
 
 
 def test_a_torn_last_line_and_other_bad_lines_are_skipped(tmp_path):

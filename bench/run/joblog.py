@@ -62,8 +62,9 @@ class JobLog:
     Parameters
     ----------
     path : Path
-        ``logs/jobs.rank<r>.<attempt>.jsonl``; it must not exist yet (an attempt never appends to a
-        file an earlier process may have left with a torn last line).
+        ``logs/jobs.rank<r>.<attempt>.jsonl``. An attempt never appends to an existing file (an earlier
+        process may have left it with a torn last line): when the file exists, the log takes the next
+        free attempt number and `path` says which.
     """
 
     def __init__(self, path: Path) -> None:
@@ -75,13 +76,24 @@ class JobLog:
         """Write ``record`` as one line (a single ``write``; the line is complete once it returns)."""
         line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            self._fd = self._create()
             # Closed by `close`, or when the log is dropped (a run that stopped on an exception).
             self._closer = weakref.finalize(self, os.close, self._fd)
         written = os.write(self._fd, line)
         while written < len(line):  # a short write (signal, nearly full disk): write the rest
             written += os.write(self._fd, line[written:])
+
+    def _create(self) -> int:
+        """Create the log, moving to the next attempt number while the file exists: another run started
+        in this run directory before this one logged anything may have taken the number, and a higher
+        number still sorts after every earlier attempt."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                rank, attempt = _LOG_NAME.match(self.path.name).groups()
+                self.path = self.path.with_name(log_name(int(rank), int(attempt) + 1))
 
     def close(self) -> None:
         if self._closer is not None:
