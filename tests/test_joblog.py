@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from bench.run.joblog import JobLog, count_unparsable, last_attempt, latest_by_job, latest_records, log_paths
 from bench.run.rundir import RunDir
 from bench.run.runner import rows_from_records
