@@ -70,14 +70,31 @@ def test_separable_filter_gives_the_two_dimensional_convolution():
     assert np.abs(ssim_map_lama(first, second) - slow).max() < 1e-12
 
 
-@pytest.mark.parametrize("shape", [(11, 11), (37, 451), (64, 77), (45, 64)])
-def test_blocked_ssim_map_is_bit_identical_to_the_formula_on_whole_arrays(shape):
-    """Row blocks (including a short last one) and the reordered operations change no bit of the map,
-    so results of runs before the speed-up stay valid."""
+@pytest.mark.parametrize("shape", [(11, 11), (37, 451), (64, 77), (45, 64), (97, 451), (150, 33)])
+def test_banded_ssim_map_is_bit_identical_to_the_formula_on_whole_arrays(shape):
+    """Bands of rows filtered apart (including a short last one, and bands that start or end within
+    the filter's reach of the image's edge) and the reordered operations change no bit of the map, so
+    results of runs before the speed-up stay valid."""
     for seed in range(3):
         original, prediction, _ = _pair(seed, shape=shape)
         first, second = original / 255.0, prediction / 255.0
         np.testing.assert_array_equal(ssim_map_lama(first, second), ssim_map_lama_reference(first, second))
+
+
+@pytest.mark.parametrize("convention", ["lama", "skimage"])
+def test_hole_ssim_is_the_hole_mean_of_the_channel_mean_map_bit_for_bit(convention):
+    """pixel_metrics reads the hole pixels' channel means without averaging the whole map over its
+    channels: the same values, summed in the same order."""
+    rng = np.random.default_rng(3)
+    for shape, hole_share in [((40, 50), 0.3), ((61, 47), 0.02), ((30, 30), 1.0)]:
+        original, prediction, _ = _pair(int(rng.integers(1000)), shape=shape)
+        mask = rng.random(shape) < hole_share
+        metrics = pixel_metrics(original, prediction, mask, ssim_convention=convention)
+        full_map = ssim(original / 255.0, prediction / 255.0, convention)[1]
+        assert metrics["ssim_hole"] == float(full_map.mean(axis=-1)[mask].mean())
+        difference = prediction / 255.0 - original / 255.0
+        assert metrics["psnr_hole"] == 10.0 * np.log10(1.0 / np.mean(difference[mask] ** 2))
+        assert metrics["l1_hole"] == float(np.mean(np.abs(difference[mask])))
 
 
 def test_ssim_of_two_flat_images_by_hand():

@@ -11,8 +11,8 @@ from PIL import Image
 
 from conftest import logged_jobs, write_photos
 from bench.run.config import RunConfig
-from bench.run.rundir import read_json, read_rgb_png
-from bench.run.runner import ALL_HOLE, NOTHING_TO_FILL, Runner
+from bench.run.rundir import read_json, read_rgb_png, write_rgb_png
+from bench.run.runner import ALL_HOLE, NOTHING_TO_FILL, Runner, composite, masked_input
 from methods import registry
 from methods.base import Family, Inpainter
 
@@ -80,6 +80,25 @@ def test_known_pixels_are_bit_identical_after_compositing(tmp_path):
 
     hole = read_mask_png(run_dir / "masks" / "region" / "img0.png")
     assert np.array_equal(prediction[~hole], original[~hole])
+
+
+def test_rgb_png_round_trip_is_lossless(tmp_path):
+    image = np.random.default_rng(5).integers(0, 256, (29, 43, 3), dtype=np.uint8)
+    image[:10] = image[0, 0]  # a flat stretch as well as noise
+    write_rgb_png(tmp_path / "image.png", image)
+    assert (tmp_path / "image.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.array_equal(read_rgb_png(tmp_path / "image.png"), image)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "image.png").convert("RGB")), image)
+
+
+@pytest.mark.parametrize("hole_share", [0.0, 0.3, 1.0])
+def test_masking_and_compositing_take_each_pixel_from_the_right_image(hole_share):
+    rng = np.random.default_rng(7)
+    image, prediction = rng.integers(0, 256, (2, 37, 51, 3), dtype=np.uint8)
+    hole = rng.random((37, 51)) < hole_share
+    assert np.array_equal(composite(image, prediction, hole), np.where(hole[:, :, None], prediction, image))
+    assert np.array_equal(masked_input(image, hole), np.where(hole[:, :, None], 0, image))
+    assert composite(image, prediction, hole).dtype == masked_input(image, hole).dtype == np.uint8
 
 
 def test_method_never_sees_hole_pixels_and_gets_a_seed(tmp_path, monkeypatch):

@@ -56,10 +56,15 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+#: Huffman-only deflate: a 512 x 512 photograph encodes in ~5.5 instead of ~6.7 ms (OpenCV's default
+#: run-length strategy) for ~2 % more bytes; lossless either way.
+_PNG_PARAMETERS = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+
+
 def write_rgb_png(path: Path, image: np.ndarray) -> None:
     """Write a uint8 RGB image as PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    encoded_ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    encoded_ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), _PNG_PARAMETERS)
     if not encoded_ok:
         raise OSError(f"could not encode {path} as PNG")
     atomic_write_bytes(path, encoded.tobytes())
