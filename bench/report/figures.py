@@ -50,10 +50,16 @@ def new_figure(rows: int = 1, columns: int = 1, *, figsize: tuple[float, float],
     return figure, figure.subplots(rows, columns, **subplots)
 
 
+#: zlib level of the figures' PNG: Pillow's default (6) spent ~0.45 of a comparison grid's ~0.65 CPU-s
+#: compressing it; level 3 takes ~0.25 s less per grid for ~14 % more bytes (same pixels).
+PNG_COMPRESS_LEVEL = 3
+
+
 def save_figure(figure: Figure, path: Path, *, dpi: int = FIGURE_DPI) -> None:
     """Write ``figure`` as PNG atomically."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight",
+                   pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     write_bytes(path, buffer.getvalue())
 
 

@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
-import numpy as np
 
 from bench.metrics.pixel import pixel_metrics
 from bench.run.data import default_images
 from bench.run.identity import array_digest
 from bench.run.rundir import read_rgb_png, write_rgb_png
-from bench.run.runner import Job, JobSpec, composite, method_instance, read_job_inputs, run_job
+from bench.run.runner import Job, JobSpec, composite, masked_input, method_instance, read_job_inputs, run_job
 from masks.cases import draw_case_mask
 from masks.io import write_mask_png
 
@@ -84,8 +83,7 @@ def _stage_functions(spec: JobSpec) -> dict[str, Callable[[], object]]:
     result = run_job(spec).prediction
     return {
         "read + check inputs": lambda: read_job_inputs(spec),
-        "mask + composite": lambda: composite(image, np.where(hole_mask[:, :, None], 0, image).astype(np.uint8),
-                                              hole_mask),
+        "mask + composite": lambda: composite(image, masked_input(image, hole_mask), hole_mask),
         "pixel metrics": lambda: pixel_metrics(image, result, hole_mask),
         "PNG write": lambda: write_rgb_png(spec.pred_path, result),
     }
