@@ -45,6 +45,10 @@ def test_lpips_and_fid_are_scored_cached_and_reported(tmp_path):
     again = Runner(config, progress=False).run()
     assert again.scoring.lpips_scored == 0 and again.scoring.features_extracted == 0
     np.testing.assert_array_equal(outcome.rows["lpips"], again.rows["lpips"])
+    # An original's features are scored even when no job is left to run beside them.
+    RunDir(outcome.run_dir).original_features("q1").unlink()
+    restored = Runner(config, progress=False).run()
+    assert restored.scoring.features_extracted == 1 and RunDir(outcome.run_dir).original_features("q1").exists()
     data = build_report(outcome.run_dir)
     sets = data.set_metrics.set_index("method")
     assert set(sets.index) == {"telea", "ns"} and (sets["n"] == 3).all() and sets["indicative"].all()
