@@ -67,7 +67,7 @@ from methods.registry import create_method, get_method_class, pick_device, resol
 
 NOTHING_TO_FILL = "nothing to fill"
 #: Above this many jobs a run saves only the predictions its figure grids show, unless told otherwise
-#: (``--save-predictions all``): at 512 x 512, 50,000 predictions are about 20 GB of PNG.
+#: (``--save-predictions all``): at 512 x 512, 50,000 predictions are about 38 GB of (stored) PNG.
 SAVE_ALL_MAX_JOBS = 50_000
 #: Least seconds between two rewrites of the errors table while a run goes on.
 ERRORS_REWRITE_INTERVAL_S = 5.0
