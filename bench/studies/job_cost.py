@@ -32,7 +32,8 @@ from bench.metrics.pixel import pixel_metrics
 from bench.run.data import default_images
 from bench.run.identity import array_digest
 from bench.run.rundir import read_rgb_png, write_rgb_png
-from bench.run.runner import Job, JobSpec, composite, masked_input, method_instance, read_job_inputs, run_job
+from bench.run.runner import (Job, JobSpec, composite, masked_input, method_instance, read_job_inputs,
+                               release_method, run_job)
 from masks.cases import draw_case_mask
 from masks.io import write_mask_png
 
@@ -93,24 +94,27 @@ def measure(specs: list[JobSpec], repeats: int, stages: bool) -> dict[str, tuple
     """CPU milliseconds of the method's call, the rest of `run_job`, and with ``stages`` each part of
     that rest: (median over jobs, sum over jobs) of each job's median over the rounds."""
     calls = _timed_method_calls(specs[0])
-    for spec in specs:  # warm-up: first-call costs of the method and of the libraries
-        run_job(spec)
-    per_job: dict[str, list[list[float]]] = {name: [[] for _ in specs] for name in ("method", "harness")}
-    stage_functions = [_stage_functions(spec) for spec in specs] if stages else []
-    for name in (stage_functions[0] if stages else {}):
-        per_job[name] = [[] for _ in specs]
-    for _ in range(repeats):
-        for index, spec in enumerate(specs):
-            calls.clear()
-            start = time.process_time()
+    try:
+        for spec in specs:  # warm-up: first-call costs of the method and of the libraries
             run_job(spec)
-            total = time.process_time() - start
-            per_job["method"][index].append(sum(calls))
-            per_job["harness"][index].append(total - sum(calls))
-            for name, function in (stage_functions[index].items() if stages else ()):
+        per_job: dict[str, list[list[float]]] = {name: [[] for _ in specs] for name in ("method", "harness")}
+        stage_functions = [_stage_functions(spec) for spec in specs] if stages else []
+        for name in (stage_functions[0] if stages else {}):
+            per_job[name] = [[] for _ in specs]
+        for _ in range(repeats):
+            for index, spec in enumerate(specs):
+                calls.clear()
                 start = time.process_time()
-                function()
-                per_job[name][index].append(time.process_time() - start)
+                run_job(spec)
+                total = time.process_time() - start
+                per_job["method"][index].append(sum(calls))
+                per_job["harness"][index].append(total - sum(calls))
+                for name, function in (stage_functions[index].items() if stages else ()):
+                    start = time.process_time()
+                    function()
+                    per_job[name][index].append(time.process_time() - start)
+    finally:
+        release_method(specs[0].job.method)  # the timed instance stays out of later uses
     medians = {name: [1000 * statistics.median(job) for job in jobs] for name, jobs in per_job.items()}
     return {name: (statistics.median(values), sum(values)) for name, values in medians.items()}
 
