@@ -5,8 +5,8 @@ The jobs are the default run's: the embedded sample photographs at ``--size`` x 
 ``small``, ``region`` and ``large`` masks of seed 0, one method (default ``telea``). Inputs are written
 into a temporary run-like folder as the runner writes them, and each job runs through `run_job` with
 its prediction saved, so the harness part is what a run pays per job: reading and checking the inputs,
-masking, compositing, pixel metrics and the PNG. The record's JSON and the learned metrics are not part
-of it (the caller writes the one, the scorer computes the others).
+masking, compositing, pixel metrics and the PNG. Writing the record (the caller appends it to the job
+log) and the learned metrics (the scorer's) are not part of it.
 
 Process CPU time with one OpenCV thread (``--opencv-threads``), so that the numbers are the work done
 whatever else the machine runs; jobs called in turn for ``--repeats`` rounds; per job the median of
@@ -56,8 +56,7 @@ def prepare_jobs(folder: Path, method: str, size: int) -> list[JobSpec]:
             specs.append(JobSpec(
                 job=Job(method, case, image_id), key=f"{method}/{case}/{image_id}", weights=None,
                 weights_digest=None, image_path=image_path, image_digest=array_digest(read_rgb_png(image_path)),
-                mask_path=mask_path, mask_digest=array_digest(hole_mask), seed=0, pred_path=pred_path,
-                record_path=pred_path.with_suffix(".json")))
+                mask_path=mask_path, mask_digest=array_digest(hole_mask), seed=0, pred_path=pred_path))
     return specs
 
 
