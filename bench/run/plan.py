@@ -4,8 +4,9 @@ Image sizes come from file headers (nothing is decoded), so planning 10^5 images
 predicted time of a job is the method's median latency from a ``relama-bench perf`` table at the
 measured size nearest in area, scaled by the pixel count (latency taken as linear in area, which holds
 for the convolutional and classical methods away from tiny sizes; ICT and other fixed-resolution
-methods are constant, which perf's numbers at their native size show). Disk figures are uncompressed
-RGB bytes: the run stores its image PNGs uncompressed (within ~0.3 % of that); masks take much less.
+methods are constant, which perf's numbers at their native size show). Disk figures are upper bounds,
+uncompressed RGB bytes: the run stores its prepared images that way (within ~0.3 %), its predictions as
+compressed PNGs (photographs usually 40-70 % of it); masks take much less.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def format_plan(plan: RunPlan, processes: int = 1) -> str:
     lines.append(f"predicted inference in total: {_duration(known)} in one process"
                  + (f", about {_duration(known / processes)} with {processes} processes" if processes > 1 else "")
                  + " (learned metrics and loading not included)")
-    lines.append("disk (image PNGs are stored uncompressed; masks take much less than shown):")
+    lines.append("disk, upper bound (uncompressed; predicted photographs usually take 40-70 % of it, masks much less):")
     lines += [f"  {name}: {_size(size)}" for name, size in plan.disk_bytes.items()]
     lines.append(f"  total: {_size(sum(plan.disk_bytes.values()))}")
     return "\n".join(lines)

@@ -56,18 +56,20 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-#: Stored (uncompressed, unfiltered) PNG: every job encodes its prediction and decodes its prepared image,
-#: and at 512 x 512 zlib's cheapest compression still costs ~5.5 ms to encode and ~3.3 ms to decode
-#: (against ~0.6 and ~0.5 ms stored), together a quarter of a Telea call. The price is disk: ~1.85x the
-#: bytes of OpenCV's default compression (769 KiB instead of ~420 KiB for a 512 x 512 photograph);
-#: lossless either way. (IMWRITE_PNG_FILTER needs OpenCV 4.11.)
-_PNG_PARAMETERS = [cv2.IMWRITE_PNG_COMPRESSION, 0, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+#: Predictions and samples: Huffman-only deflate encodes a 512 x 512 photograph in ~5.5 instead of
+#: ~6.7 ms (OpenCV's default strategy) for ~2 % more bytes. Stored PNG would encode in ~0.6 ms but take
+#: ~1.85x the disk, and predictions are most of a run's bytes.
+PREDICTION_PNG = (cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY)
+#: Prepared images: stored (uncompressed, unfiltered), as every job of an image decodes it again (~0.5
+#: instead of ~3.3 ms at 512 x 512), and there is one per image, not one per job. IMWRITE_PNG_FILTER
+#: needs OpenCV 4.11.
+PREPARED_IMAGE_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 0, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)
 
 
-def write_rgb_png(path: Path, image: np.ndarray) -> None:
-    """Write a uint8 RGB image as PNG."""
+def write_rgb_png(path: Path, image: np.ndarray, parameters: tuple[int, ...] = PREDICTION_PNG) -> None:
+    """Write a uint8 RGB image as PNG (lossless), encoded with OpenCV's ``parameters``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    encoded_ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), _PNG_PARAMETERS)
+    encoded_ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), list(parameters))
     if not encoded_ok:
         raise OSError(f"could not encode {path} as PNG")
     atomic_write_bytes(path, encoded.tobytes())

@@ -54,7 +54,8 @@ from bench.run.data import IMAGE_SUFFIXES, BenchImage, ImageSource, apply_size_p
 from bench.run.distributed import Ranks
 from bench.run.identity import ContentDigests, JobIdentity, array_digest
 from bench.run.joblog import JobLog, attempt_of, count_unparsable, last_attempt, latest_by_job, latest_records
-from bench.run.rundir import RunDir, read_json, read_rgb_png, sample_path, write_json, write_rgb_png, write_table
+from bench.run.rundir import (PREPARED_IMAGE_PNG, RunDir, read_json, read_rgb_png, sample_path, write_json, write_rgb_png,
+                              write_table)
 from bench.run.metadata import EXTERNAL_FAMILY, USER_CASE, RunOutcome, config_document, run_metadata
 from bench.run.scoring import StreamingScorer, disabled_report, merge_reports, metrics_missing, score_run
 from bench.run.workers import run_parallel
@@ -68,7 +69,7 @@ from methods.registry import create_method, get_method_class, pick_device, resol
 
 NOTHING_TO_FILL = "nothing to fill"
 #: Above this many jobs a run saves only the predictions its figure grids show, unless told otherwise
-#: (``--save-predictions all``): at 512 x 512, 50,000 predictions are about 38 GB of (stored) PNG.
+#: (``--save-predictions all``): at 512 x 512, 50,000 predictions are about 20 GB of PNG.
 SAVE_ALL_MAX_JOBS = 50_000
 #: Least seconds between two rewrites of the errors table while a run goes on.
 ERRORS_REWRITE_INTERVAL_S = 5.0
@@ -429,7 +430,7 @@ class Runner:
             def write_image(path: Path, bench_image: BenchImage = bench_image) -> None:
                 # Features of the old content must go before the new content is recorded.
                 self.paths.original_features(bench_image.image_id).unlink(missing_ok=True)
-                write_rgb_png(path, bench_image.image)
+                write_rgb_png(path, bench_image.image, PREPARED_IMAGE_PNG)
 
             write_if_changed(self.paths.image(image_id), digest, write_image)
             masks = {}

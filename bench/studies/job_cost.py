@@ -31,7 +31,7 @@ import cv2
 from bench.metrics.pixel import pixel_metrics
 from bench.run.data import default_images
 from bench.run.identity import array_digest
-from bench.run.rundir import read_rgb_png, write_rgb_png
+from bench.run.rundir import PREPARED_IMAGE_PNG, read_rgb_png, write_rgb_png
 from bench.run.runner import (Job, JobSpec, composite, masked_input, method_instance, read_job_inputs,
                                release_method, run_job)
 from masks.cases import draw_case_mask
@@ -46,7 +46,7 @@ def prepare_jobs(folder: Path, method: str, size: int) -> list[JobSpec]:
     for bench_image in default_images(size):
         image_id, image = bench_image.image_id, bench_image.image
         image_path = folder / "images" / f"{image_id}.png"
-        write_rgb_png(image_path, image)
+        write_rgb_png(image_path, image, PREPARED_IMAGE_PNG)
         for case in CASES:
             hole_mask = draw_case_mask(image.shape[:2], image_id, case).mask
             mask_path = folder / "masks" / case / f"{image_id}.png"
