@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -17,8 +18,9 @@ from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
 from bench.studies.lama_speed import perturbed_generator
 from methods.nets.configs import build_generator, generator_config
 from methods.nets.ffc import FFC_BN_ACT, FFCResNetGenerator, FourierUnit
-from methods.nets.ffc_fused import (FusedFFC, FusedFFCResnetBlock, RowStackedConv, _FourierProduct, conv_accumulate_,
-                                    conv_with_reflected_borders, reflect_pad_nhwc, transpose_channels)
+from methods.nets.ffc_fused import (FusedFFC, FusedFFCResnetBlock, PackedWeights, RowStackedConv, _FourierProduct,
+                                    conv_accumulate_, conv_with_reflected_borders, fast_conv2d, reflect_pad_nhwc,
+                                    transpose_channels)
 from methods.nets.fold import fold_batchnorm, prepare_for_inference
 from methods.registry import available_methods, create_method
 from methods.relama_cbam import ReLaMaCBAM
@@ -237,6 +239,51 @@ def test_fused_fp32_and_bf16_paths_against_the_reference(enable_lfu: bool) -> No
             low = reduced(fast_batch).float()
     # Measured 2.3e-4 (fu) and 2.6e-4 (fu+lfu) on these sigmoid outputs; the bound leaves room for other CPUs' kernels.
     assert 0 < (low - expected).abs().max().item() <= 2e-3
+
+
+def test_fused_model_keeps_blocked_weights_correct_across_sizes_changes_and_copies() -> None:
+    reference = _small_lama(enable_lfu=False)
+    fused = prepare_for_inference(_small_lama(enable_lfu=False), channels_last=True)
+    generator = torch.Generator().manual_seed(2)
+    batches = [torch.rand(1, 4, 32, 32, generator=generator), torch.rand(2, 4, 24, 40, generator=generator)]
+
+    def check(model: torch.nn.Module) -> None:
+        for batch in (*batches, batches[0]):  # a new shape, then the first one again
+            with torch.no_grad():
+                expected = reference(batch)
+            with torch.inference_mode():
+                assert (model(batch.contiguous(memory_format=torch.channels_last)) - expected).abs().max() <= 1e-4
+
+    check(fused)
+    check(copy.deepcopy(fused))
+    # An in-place change of the weights (a state-dict load) is seen: the blocked copies are remade.
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.mul_(0.5)
+    fused.load_state_dict(prepare_for_inference(copy.deepcopy(reference), channels_last=True).state_dict())
+    check(fused)
+
+
+@pytest.mark.parametrize(("stride", "padding", "relu"), [(1, 0, False), (2, 1, True), (1, 2, True)])
+def test_fast_conv2d_with_kept_weights_equals_conv2d(stride: int, padding: int, relu: bool) -> None:
+    generator = torch.Generator().manual_seed(0)
+    weight = (torch.rand(16, 8, 3, 3, generator=generator) - 0.5).contiguous(memory_format=torch.channels_last)
+    bias = torch.rand(16, generator=generator)
+    packed = PackedWeights()
+    for shape in [(2, 8, 12, 12), (1, 8, 7, 13), (2, 8, 12, 12)]:
+        x = torch.rand(*shape, generator=generator).contiguous(memory_format=torch.channels_last)
+        expected = torch.nn.functional.conv2d(x, weight, bias, stride, padding)
+        expected = expected.relu() if relu else expected
+        with torch.inference_mode():
+            produced = fast_conv2d(x, weight, bias, packed=(packed, "w"), stride=(stride, stride),
+                                   padding=(padding, padding), relu=relu)
+            assert (produced - expected).abs().max().item() <= 1e-5
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = fast_conv2d(x, weight, bias, packed=(packed, "w"), stride=(stride, stride),
+                                  padding=(padding, padding), relu=relu)
+        assert low.dtype == torch.bfloat16
+        assert (low.float() - expected).abs().max().item() <= 2e-2 * expected.abs().max().item()
 
 
 def test_row_stacked_conv_equals_the_narrow_convolution() -> None:

@@ -3,7 +3,8 @@
 One run prints, for each input size:
 
 - the sustained convolution throughput of this machine on the network's own dominant convolutions
-  (the bottleneck's 3x3 convolutions, channels-last, alone; fp32 and bf16) and, for comparison, on a
+  (the bottleneck's 3x3 convolutions alone, run as the fused network runs them: channels-last, one
+  oneDNN call each, weights kept in oneDNN's blocked layout; fp32 and bf16) and, for comparison, on a
   square 512 -> 512 3x3 convolution, measured in the same timing rounds as the generators;
 - for each path (``reference``: the generator as trained, BatchNorm separate, ``torch.no_grad``, as
   the reference's predict script runs it; ``fp32``: BatchNorm folded and the fused channels-last
@@ -50,7 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from methods.nets.allocator import retain_freed_memory
 from methods.nets.configs import build_generator, generator_input
-from methods.nets.ffc_fused import FusedFFCResnetBlock
+from methods.nets.ffc_fused import FusedFFCResnetBlock, PackedWeights, fast_conv2d
 from methods.nets.fold import prepare_for_inference
 
 #: A square convolution for comparison with the network's own: 512 -> 512 channels, 3x3, at 64x64.
@@ -96,10 +97,12 @@ def peak_convolution(shapes: list[tuple[int, int]], side: int,
     """Unpadded channels-last 3x3 convolutions of ``shapes`` on ``side + 2`` square inputs, and their GFLOP.
 
     Given the network's bottleneck shapes and size, this is the speed the network's dominant
-    convolutions reach on their own (pre-padded inputs, as the fused network runs them): the
-    measured convolution peak the network's throughput is compared with.
+    convolutions reach on their own, run as the fused network runs them (pre-padded inputs, one
+    oneDNN call each with the weight kept in oneDNN's blocked layout): the measured convolution
+    peak the network's throughput is compared with.
     """
     generator = torch.Generator().manual_seed(0)
+    packed = PackedWeights()
     pairs = []
     for out_channels, in_channels in shapes:
         data = torch.rand(1, in_channels, side + 2, side + 2, generator=generator)
@@ -109,7 +112,8 @@ def peak_convolution(shapes: list[tuple[int, int]], side: int,
 
     def run() -> object:
         with torch.inference_mode():
-            return [torch.conv2d(data, weight) for data, weight in pairs]
+            return [fast_conv2d(data, weight, None, packed=(packed, str(index)))
+                    for index, (data, weight) in enumerate(pairs)]
 
     return run, sum(2 * 9 * out_channels * in_channels * side ** 2 for out_channels, in_channels in shapes) / 1e9
 

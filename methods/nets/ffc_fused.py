@@ -11,9 +11,11 @@ channels-last tensor) but lay the arithmetic out with far fewer memory passes:
   input (the encoder's) and the output convolution reflect inside the convolution instead
   (`conv_with_reflected_borders`), with no padded copy;
 - the FFTs run on planar data, where they are about 3x faster than over the pixel axes of
-  channels-last data; the 1x1 products run channels-last in oneDNN (`pointwise_conv`); the layout
+  channels-last data; the 1x1 products run channels-last in oneDNN (`fast_conv2d`); the layout
   changes between them are blocked 2-D transposes (`transpose_channels`) or transposes of whole
   complex numbers;
+- every convolution keeps its weight in oneDNN's blocked layout between calls (`PackedWeights`)
+  instead of having oneDNN convert it on each call;
 - a final convolution with few output channels (LaMa's 64 -> 3, 7x7) runs as a wide ``1 x 7``
   convolution plus row sums (`RowStackedConv`).
 
@@ -72,20 +74,75 @@ def transpose_channels(x: torch.Tensor, *, to_planar: bool) -> torch.Tensor:
     return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
-def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """A 1x1 convolution of channels-last ``N x C x H x W`` data through oneDNN on the CPU.
+class PackedWeights:
+    """oneDNN-blocked copies of a module's convolution weights, made on first use and kept.
 
-    ``F.conv2d`` sends unstrided 1x1 convolutions of small batches on one thread to an unfold + BLAS
-    path that runs at about 40 % of oneDNN's speed here, so the CPU calls oneDNN directly. It computes
-    in the CPU autocast type when autocast is on (as ``F.conv2d`` would), else in the weights' type.
-    Other devices, and graphs being traced by ``torch.compile`` (which picks its own kernels), use
-    ``F.conv2d``.
+    Given a plain weight, oneDNN re-lays it out into its blocked format on every call (about 45 ms
+    of a 2.2 s fp32 big-lama pass at 512x512); with the blocked copy kept, each weight is converted
+    once per compute type and input shape. An entry is remade when its weight changes (other storage
+    or type, or an in-place update) or the input shape or convolution geometry does. Copies and
+    pickles of the owning module start empty: the blocked tensors are oneDNN objects of this
+    process. Weights without a version counter (made under ``torch.inference_mode``) are converted
+    per call, as an in-place change could not be seen.
     """
-    if x.device.type != "cpu" or torch.compiler.is_compiling() or not torch.backends.mkldnn.is_available():
-        return F.conv2d(x, weight, bias)
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
-    return torch.mkldnn_convolution(x.to(dtype), weight.to(dtype), bias.to(dtype) if bias is not None else None,
-                                    (0, 0), (1, 1), (1, 1), 1)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple, torch.Tensor]] = {}
+
+    def __deepcopy__(self, memo: dict) -> "PackedWeights":
+        return PackedWeights()
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return PackedWeights, ()
+
+    def get(self, name: str, weight: torch.Tensor, dtype: torch.dtype, x: torch.Tensor, stride: tuple[int, int],
+            padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+        """The blocked ``dtype`` copy of ``weight`` (the module's ``name``) for convolving inputs like ``x``."""
+        if weight.is_inference():
+            return weight.to(dtype)
+        # oneDNN picks the blocked format for the input's shape and converts a weight blocked for another
+        # shape at every call, at up to 100x the cost of a plain one (a 66x66 format used on a 66x3 strip):
+        # one entry per weight, remade when the shape changes (as often as a plain weight is converted).
+        key = (weight.data_ptr(), weight.dtype, weight._version, dtype, tuple(x.shape), stride, padding, dilation)
+        entry = self._entries.get(name)
+        if entry is None or entry[0] != key:
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                weight.to(dtype), list(padding), list(stride), list(dilation), 1, list(x.shape))
+            entry = self._entries[name] = (key, packed)
+        return entry[1]
+
+
+def _onednn_applies(x: torch.Tensor) -> bool:
+    """Whether ``x``'s convolutions can call oneDNN directly: on the CPU, outside ``torch.compile`` tracing."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling() and torch.backends.mkldnn.is_available()
+
+
+def _compute_type(weight: torch.Tensor) -> torch.dtype:
+    """The CPU autocast type when autocast is on (as ``F.conv2d`` would compute), else the weights' type."""
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
+
+
+def fast_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *,
+                packed: tuple[PackedWeights, str] | None = None, stride: tuple[int, int] = (1, 1),
+                padding: tuple[int, int] = (0, 0), dilation: tuple[int, int] = (1, 1),
+                relu: bool = False) -> torch.Tensor:
+    """``F.conv2d`` (ungrouped), then ReLU if ``relu``, as one oneDNN call with the weight kept blocked.
+
+    On the CPU this calls oneDNN directly: ``F.conv2d`` sends unstrided 1x1 convolutions of small
+    batches on one thread to an unfold + BLAS path at about 40 % of oneDNN's speed here, and oneDNN
+    applies the ReLU in its output stage. ``packed`` (the module's `PackedWeights` and the weight's
+    name) keeps the weight in oneDNN's blocked layout between calls. It computes in the CPU
+    autocast type when autocast is on, else in the weights' type. Other devices, and graphs being
+    traced by ``torch.compile`` (which picks its own kernels), use ``F.conv2d``.
+    """
+    if not _onednn_applies(x):
+        out = F.conv2d(x, weight, bias, stride, padding, dilation)
+        return out.relu_() if relu else out
+    dtype = _compute_type(weight)
+    kernel = packed[0].get(packed[1], weight, dtype, x, stride, padding, dilation) if packed else weight.to(dtype)
+    return torch.ops.mkldnn._convolution_pointwise(
+        x.to(dtype), kernel, bias.to(dtype) if bias is not None else None, list(padding), list(stride),
+        list(dilation), 1, "relu" if relu else "none", [], "")
 
 
 class _FourierProduct(nn.Module):
@@ -103,6 +160,7 @@ class _FourierProduct(nn.Module):
             raise ValueError("only folded, ungrouped Fourier units can be fused")
         self.fft_norm = unit.fft_norm
         self.conv = unit.conv_layer
+        self.packed = PackedWeights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
@@ -110,7 +168,8 @@ class _FourierProduct(nn.Module):
         half_width = spectrum.shape[3]
         # (N, H, W', C) complex as (N, H, W', 2C) real: channel 2k = Re, 2k+1 = Im, the reference's order.
         pairs = torch.view_as_real(spectrum.permute(0, 2, 3, 1).contiguous()).reshape(batch, height, half_width, -1)
-        mixed = pointwise_conv(pairs.permute(0, 3, 1, 2), self.conv.weight, self.conv.bias).relu_()
+        mixed = fast_conv2d(pairs.permute(0, 3, 1, 2), self.conv.weight, self.conv.bias, packed=(self.packed, "conv"),
+                            relu=True)
         mixed_pairs = mixed.permute(0, 2, 3, 1).float().reshape(batch, height, half_width, -1, 2)
         # irfftn in its own two steps (as it computes it), with a contiguous copy between them: the inverse
         # real FFT along the rows of the strided column-transform result was the slower part (at 32x32,
@@ -133,6 +192,7 @@ class _SpectralProduct(nn.Module):
         self.fu = _FourierProduct(transform.fu)
         self.lfu = _FourierProduct(transform.lfu) if transform.enable_lfu else None
         self.expand = transform.conv2
+        self.packed = PackedWeights()
 
     def local_fourier(self, x: torch.Tensor) -> torch.Tensor:
         """The local Fourier unit on planar ``x`` (`lfu_quadrants`), tiled 2x2 as in the reference."""
@@ -144,7 +204,7 @@ class _SpectralProduct(nn.Module):
         """
         if self.stride == 2:
             x = F.avg_pool2d(x, kernel_size=2, stride=2)
-        hidden = pointwise_conv(x, self.reduce.weight, self.reduce.bias).relu_()
+        hidden = fast_conv2d(x, self.reduce.weight, self.reduce.bias, packed=(self.packed, "reduce"), relu=True)
         # The FFTs need float32: one conversion (under autocast) also keeps the sums below in one type.
         planar = transpose_channels(hidden, to_planar=True).to(torch.float32)
         total = self.fu(planar).add_(planar)
@@ -155,15 +215,17 @@ class _SpectralProduct(nn.Module):
 
 
 def conv_with_reflected_borders(x: torch.Tensor, conv: Callable[[torch.Tensor, int], torch.Tensor], padding: int,
-                                stride: int, kernel: int) -> torch.Tensor:
+                                stride: int, kernel: int,
+                                border_conv: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
     """``conv`` of ``x`` reflect-padded by ``padding``, without making the padded copy of ``x``.
 
     ``conv(t, p)`` is the convolution (square ``kernel``, ``stride``, no dilation) of ``t`` zero-padded
     by ``p``, which oneDNN does inside the kernel. The outputs whose windows reach into the padding
-    are then recomputed from reflect-padded strips of ``x`` a few pixels wide. At 512x512 this saves
-    a 64 MB copy per layer.
+    are then recomputed from reflect-padded strips of ``x`` a few pixels wide, by ``border_conv``
+    (the same convolution; default ``conv``). At 512x512 this saves a 64 MB copy per layer.
     """
     out = conv(x, padding)
+    border_conv = border_conv or conv
 
     def border_outputs(size: int, out_size: int) -> tuple[int, int]:
         first_inside = -(-padding // stride)
@@ -175,16 +237,16 @@ def conv_with_reflected_borders(x: torch.Tensor, conv: Callable[[torch.Tensor, i
     left, right = border_outputs(width, out.shape[3])
     if top:
         rows = (top - 1) * stride - padding + kernel
-        out[:, :, :top] = conv(F.pad(x[:, :, :rows], (padding, padding, padding, 0), mode="reflect"), 0)
+        out[:, :, :top] = border_conv(F.pad(x[:, :, :rows], (padding, padding, padding, 0), mode="reflect"), 0)
     if bottom:
         start = (out.shape[2] - bottom) * stride - padding
-        out[:, :, -bottom:] = conv(F.pad(x[:, :, start:], (padding, padding, 0, padding), mode="reflect"), 0)
+        out[:, :, -bottom:] = border_conv(F.pad(x[:, :, start:], (padding, padding, 0, padding), mode="reflect"), 0)
     if left:
         columns = (left - 1) * stride - padding + kernel
-        out[..., :left] = conv(F.pad(x[..., :columns], (padding, 0, padding, padding), mode="reflect"), 0)
+        out[..., :left] = border_conv(F.pad(x[..., :columns], (padding, 0, padding, padding), mode="reflect"), 0)
     if right:
         start = (out.shape[3] - right) * stride - padding
-        out[..., -right:] = conv(F.pad(x[..., start:], (0, padding, padding, padding), mode="reflect"), 0)
+        out[..., -right:] = border_conv(F.pad(x[..., start:], (0, padding, padding, padding), mode="reflect"), 0)
     return out
 
 
@@ -230,6 +292,7 @@ class RowStackedConv(nn.Module):
         stacked = conv.weight.detach().permute(2, 0, 1, 3).reshape(rows * out_channels, in_channels, 1, columns)
         self.weight = nn.Parameter(stacked.contiguous(memory_format=torch.channels_last), requires_grad=False)
         self.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False) if conv.bias is not None else None
+        self.packed = PackedWeights()
 
     @classmethod
     def applies_to(cls, module: nn.Module) -> bool:
@@ -240,12 +303,15 @@ class RowStackedConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.reflect_padding:
-            return conv_with_reflected_borders(x, self._zero_padded, self.reflect_padding, 1, self.rows)
+            return conv_with_reflected_borders(x, self._zero_padded, self.reflect_padding, 1, self.rows,
+                                               border_conv=lambda strip, padding: self._zero_padded(strip, padding,
+                                                                                                   keep_packed=False))
         return self._zero_padded(x, 0)
 
-    def _zero_padded(self, x: torch.Tensor, padding: int) -> torch.Tensor:
+    def _zero_padded(self, x: torch.Tensor, padding: int, keep_packed: bool = True) -> torch.Tensor:
         # One conversion up front: adding reduced-type slices into a float32 sum is 4x slower than float32 ones.
-        partial = F.conv2d(x, self.weight, None, 1, padding).float()
+        partial = fast_conv2d(x, self.weight, None, packed=(self.packed, "weight") if keep_packed else None,
+                              padding=(padding, padding)).float()
         height = partial.shape[2] - self.rows + 1
         out = partial[:, :self.out_channels, :height].clone()
         for row in range(1, self.rows):
@@ -257,23 +323,26 @@ class RowStackedConv(nn.Module):
 
 def conv_accumulate_(accumulator: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, *, relu: bool,
                      stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
-                     dilation: tuple[int, int] = (1, 1)) -> torch.Tensor:
+                     dilation: tuple[int, int] = (1, 1),
+                     packed: tuple[PackedWeights, str] | None = None) -> torch.Tensor:
     """``accumulator += conv2d(x, weight)``, then ReLU in place if ``relu``; returns ``accumulator``.
 
     On the CPU with channels-last tensors this is one oneDNN convolution whose output stage adds into
     ``accumulator`` and rectifies (the post-ops PyTorch's own compiler uses), instead of a convolution
-    followed by two more passes over the result. It computes in the CPU autocast type when autocast is
-    on, else in the weights' type; other devices and ``torch.compile`` tracing use plain operations.
+    followed by two more passes over the result; ``packed`` keeps the weight blocked (as in
+    `fast_conv2d`). It computes in the CPU autocast type when autocast is on, else in the weights'
+    type; other devices and ``torch.compile`` tracing use plain operations.
     """
-    if (x.device.type != "cpu" or torch.compiler.is_compiling() or not torch.backends.mkldnn.is_available()
-            or not accumulator.is_contiguous(memory_format=torch.channels_last)):
+    if not _onednn_applies(x) or not accumulator.is_contiguous(memory_format=torch.channels_last):
         accumulator.add_(F.conv2d(x, weight, None, stride, padding, dilation))
         return accumulator.relu_() if relu else accumulator
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else weight.dtype
+    dtype = _compute_type(weight)
+    x = x.to(dtype).contiguous(memory_format=torch.channels_last)
+    kernel = (packed[0].get(packed[1], weight, dtype, x, stride, padding, dilation) if packed
+              else weight.to(dtype).contiguous(memory_format=torch.channels_last))
     return torch.ops.mkldnn._convolution_pointwise_.binary(
-        accumulator, x.to(dtype).contiguous(memory_format=torch.channels_last),
-        weight.to(dtype).contiguous(memory_format=torch.channels_last), None, list(padding), list(stride),
-        list(dilation), 1, "add", None, "relu" if relu else None, [], None)
+        accumulator, x, kernel, None, list(padding), list(stride), list(dilation), 1, "add", None,
+        "relu" if relu else None, [], None)
 
 
 def _frozen(tensor: torch.Tensor | None) -> nn.Parameter | None:
@@ -322,6 +391,7 @@ class FusedFFC(nn.Module):
 
         self.l2l_weight, self.l2g_weight = weight(ffc.convl2l), weight(ffc.convl2g)
         self.g2l_weight = weight(ffc.convg2l)
+        self.packed = PackedWeights()
         self.local_bias = _frozen(_sum_of_biases(ffc.convl2l, ffc.convg2l))
         self.global_bias = _frozen(_sum_of_biases(ffc.convl2g, spectral.conv2 if spectral is not None else None))
         self.spectral = _SpectralProduct(spectral) if spectral is not None else None
@@ -338,12 +408,20 @@ class FusedFFC(nn.Module):
                                 and self.dilation == (1, 1) and self.stride[0] == self.stride[1]
                                 and template.kernel_size[0] == template.kernel_size[1])
 
-    def _conv(self, x_padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def _conv(self, x_padded: torch.Tensor, name: str, bias: torch.Tensor | None, relu: bool) -> torch.Tensor:
+        """The convolution with weight ``name`` of ``x_padded`` (from `_pad`), plus ``bias``, then ReLU if ``relu``."""
+        weight = getattr(self, name)
+
+        def conv(data: torch.Tensor, padding: int | tuple[int, int], keep_packed: bool = True) -> torch.Tensor:
+            return fast_conv2d(data, weight, bias, packed=(self.packed, name) if keep_packed else None,
+                               stride=self.stride, padding=(padding, padding) if isinstance(padding, int) else padding,
+                               dilation=self.dilation, relu=relu)
+
         if self.borders_in_conv:
-            return conv_with_reflected_borders(
-                x_padded, lambda data, padding: F.conv2d(data, weight, bias, self.stride, padding, self.dilation),
-                self.padding, self.stride[0], self.kernel)
-        return F.conv2d(x_padded, weight, bias, self.stride, self._conv_padding(), self.dilation)
+            return conv_with_reflected_borders(x_padded, conv, self.padding, self.stride[0], self.kernel,
+                                               border_conv=lambda strip, padding: conv(strip, padding,
+                                                                                       keep_packed=False))
+        return conv(x_padded, self._conv_padding())
 
     def _conv_padding(self) -> tuple[int, int]:
         # Reflecting layers get inputs padded by `_pad`; zero-padding layers let the convolution pad.
@@ -354,17 +432,19 @@ class FusedFFC(nn.Module):
             return x
         return reflect_pad_nhwc(x.permute(0, 2, 3, 1), self.padding).permute(0, 3, 1, 2)
 
-    def _part(self, first: tuple[torch.Tensor, torch.Tensor] | None, second: tuple[torch.Tensor, torch.Tensor] | None,
+    def _part(self, first: tuple[torch.Tensor, str] | None, second: tuple[torch.Tensor, str] | None,
               bias: torch.Tensor | None, relu: bool) -> torch.Tensor | int:
-        """One output part from its two branches' ``(input, weight)`` (either may be missing)."""
+        """One output part from its two branches' ``(input, weight name)`` (either may be missing)."""
         branches = [branch for branch in (first, second) if branch is not None]
         if not branches:
             return 0
-        out = self._conv(branches[0][0], branches[0][1], bias).contiguous(memory_format=torch.channels_last)
+        out = self._conv(branches[0][0], branches[0][1], bias, relu=relu and len(branches) == 1)
+        out = out.contiguous(memory_format=torch.channels_last)
         if len(branches) == 1:
-            return out.relu_() if relu else out
-        return conv_accumulate_(out, branches[1][0], branches[1][1], relu=relu, stride=self.stride,
-                                padding=self._conv_padding(), dilation=self.dilation)
+            return out
+        data, name = branches[1]
+        return conv_accumulate_(out, data, getattr(self, name), relu=relu, stride=self.stride,
+                                padding=self._conv_padding(), dilation=self.dilation, packed=(self.packed, name))
 
     def forward(self, x: torch.Tensor | FeaturePair) -> FeaturePair:
         """``x``: a channels-last tensor (all local) or a ``(local, global)`` pair; returns the output pair."""
@@ -372,18 +452,20 @@ class FusedFFC(nn.Module):
         has_local, has_global = torch.is_tensor(local_in), torch.is_tensor(global_in)
         local_padded = self._pad(local_in) if has_local else None
         global_padded = self._pad(global_in) if has_global and self.g2l_weight is not None else None
-        l2l = (local_padded, self.l2l_weight) if has_local and self.l2l_weight is not None else None
-        g2l = (global_padded, self.g2l_weight) if global_padded is not None else None
-        l2g = (local_padded, self.l2g_weight) if has_local and self.l2g_weight is not None else None
+        l2l = (local_padded, "l2l_weight") if has_local and self.l2l_weight is not None else None
+        g2l = (global_padded, "g2l_weight") if global_padded is not None else None
+        l2g = (local_padded, "l2g_weight") if has_local and self.l2g_weight is not None else None
         out_local = self._part(l2l, g2l, self.local_bias, self.relu_local)
         if self.spectral is None or not has_global:
             return out_local, self._part(l2g, None, self.global_bias, self.relu_global)
         mixed = self.spectral(global_in)
+        expand = self.spectral.expand.weight
         if l2g is None:
-            out_global = pointwise_conv(mixed, self.spectral.expand.weight, self.global_bias)
-            return out_local, out_global.relu_() if self.relu_global else out_global
+            return out_local, fast_conv2d(mixed, expand, self.global_bias, packed=(self.packed, "expand"),
+                                          relu=self.relu_global)
         out_global = self._part(l2g, None, self.global_bias, relu=False)
-        return out_local, conv_accumulate_(out_global, mixed, self.spectral.expand.weight, relu=self.relu_global)
+        return out_local, conv_accumulate_(out_global, mixed, expand, relu=self.relu_global,
+                                           packed=(self.packed, "expand"))
 
 
 class FusedFFCResnetBlock(nn.Module):
