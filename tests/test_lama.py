@@ -18,9 +18,9 @@ from methods.nets.cbam import ReLaMaCBAMGenerator, attention_keys
 from bench.studies.lama_speed import perturbed_generator
 from methods.nets.configs import build_generator, generator_config
 from methods.nets.ffc import FFC_BN_ACT, FFCResNetGenerator, FourierUnit
-from methods.nets.ffc_fused import (FusedFFC, FusedFFCResnetBlock, PackedWeights, RowStackedConv, _FourierProduct,
-                                    conv_accumulate_, conv_with_reflected_borders, fast_conv2d, reflect_pad_nhwc,
-                                    transpose_channels)
+from methods.nets.ffc_fused import (ConvTransposeReLU, FusedFFC, FusedFFCResnetBlock, PackedWeights, RowStackedConv,
+                                    _FourierProduct, conv_accumulate_, conv_with_reflected_borders, fast_conv2d,
+                                    reflect_pad_nhwc, transpose_channels)
 from methods.nets.fold import fold_batchnorm, prepare_for_inference
 from methods.registry import available_methods, create_method
 from methods.relama_cbam import ReLaMaCBAM
@@ -284,6 +284,30 @@ def test_fast_conv2d_with_kept_weights_equals_conv2d(stride: int, padding: int, 
                                   padding=(padding, padding), relu=relu)
         assert low.dtype == torch.bfloat16
         assert (low.float() - expected).abs().max().item() <= 2e-2 * expected.abs().max().item()
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv_transpose_relu_equals_the_module(relu: bool) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose2d(8, 6, kernel_size=3, stride=2, padding=1, output_padding=1).eval()
+    fused = ConvTransposeReLU(conv, relu)
+    for shape in [(2, 8, 6, 6), (1, 8, 5, 9)]:
+        x = torch.rand(*shape).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            expected = conv(x).relu() if relu else conv(x)
+            assert (fused(x) - expected).abs().max().item() <= 1e-5
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = fused(x)
+        assert low.dtype == torch.bfloat16
+        assert (low.float() - expected).abs().max().item() <= 2e-2 * expected.abs().max().item()
+    assert not ConvTransposeReLU.applies_to(torch.nn.ConvTranspose2d(8, 6, 3, groups=2))
+
+
+def test_fusion_runs_the_decoder_relus_inside_the_transposed_convolutions() -> None:
+    fused = prepare_for_inference(_small_lama(enable_lfu=False), channels_last=True)
+    upsampling = [module for module in fused.model if isinstance(module, ConvTransposeReLU)]
+    assert len(upsampling) == 2 and all(module.relu for module in upsampling)
+    assert not any(isinstance(module, torch.nn.ReLU) for module in fused.model)
 
 
 def test_row_stacked_conv_equals_the_narrow_convolution() -> None:

@@ -17,7 +17,8 @@ channels-last tensor) but lay the arithmetic out with far fewer memory passes:
 - every convolution keeps its weight in oneDNN's blocked layout between calls (`PackedWeights`)
   instead of having oneDNN convert it on each call;
 - a final convolution with few output channels (LaMa's 64 -> 3, 7x7) runs as a wide ``1 x 7``
-  convolution plus row sums (`RowStackedConv`).
+  convolution plus row sums (`RowStackedConv`);
+- the decoder's transposed convolutions apply their ReLU in oneDNN's output stage (`ConvTransposeReLU`).
 
 Outputs equal the pair-based modules' up to float rounding (tests hold them to 1e-4). Under CPU
 autocast the convolutions and products run in the reduced type; the FFTs always run in float32.
@@ -96,18 +97,26 @@ class PackedWeights:
         return PackedWeights, ()
 
     def get(self, name: str, weight: torch.Tensor, dtype: torch.dtype, x: torch.Tensor, stride: tuple[int, int],
-            padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
-        """The blocked ``dtype`` copy of ``weight`` (the module's ``name``) for convolving inputs like ``x``."""
+            padding: tuple[int, int], dilation: tuple[int, int],
+            output_padding: tuple[int, int] | None = None) -> torch.Tensor:
+        """The blocked ``dtype`` copy of ``weight`` (the module's ``name``) for convolving inputs like ``x``;
+        with ``output_padding``, of a transposed convolution's weight."""
         if weight.is_inference():
             return weight.to(dtype)
         # oneDNN picks the blocked format for the input's shape and converts a weight blocked for another
         # shape at every call, at up to 100x the cost of a plain one (a 66x66 format used on a 66x3 strip):
         # one entry per weight, remade when the shape changes (as often as a plain weight is converted).
-        key = (weight.data_ptr(), weight.dtype, weight._version, dtype, tuple(x.shape), stride, padding, dilation)
+        key = (weight.data_ptr(), weight.dtype, weight._version, dtype, tuple(x.shape), stride, padding, dilation,
+               output_padding)
         entry = self._entries.get(name)
         if entry is None or entry[0] != key:
-            packed = torch.ops.mkldnn._reorder_convolution_weight(
-                weight.to(dtype), list(padding), list(stride), list(dilation), 1, list(x.shape))
+            if output_padding is None:
+                packed = torch.ops.mkldnn._reorder_convolution_weight(
+                    weight.to(dtype), list(padding), list(stride), list(dilation), 1, list(x.shape))
+            else:
+                packed = torch.ops.mkldnn._reorder_convolution_transpose_weight(
+                    weight.to(dtype), list(padding), list(output_padding), list(stride), list(dilation), 1,
+                    list(x.shape))
             entry = self._entries[name] = (key, packed)
         return entry[1]
 
@@ -321,6 +330,42 @@ class RowStackedConv(nn.Module):
         return out
 
 
+class ConvTransposeReLU(nn.Module):
+    """An ungrouped ``nn.ConvTranspose2d``, then ReLU if ``relu``, as one oneDNN call with its weight kept blocked.
+
+    (The decoder's upsampling layers; their BatchNorm is folded and the ReLU that follows runs in
+    oneDNN's output stage.) It shares ``conv``'s parameters and computes as `fast_conv2d` does.
+    """
+
+    def __init__(self, conv: nn.ConvTranspose2d, relu: bool) -> None:
+        super().__init__()
+        if not self.applies_to(conv):
+            raise ValueError("ConvTransposeReLU takes an ungrouped, zero-padded 2-D transposed convolution")
+        self.weight, self.bias = conv.weight, conv.bias
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.output_padding = conv.output_padding
+        self.relu = relu
+        self.packed = PackedWeights()
+
+    @classmethod
+    def applies_to(cls, module: nn.Module) -> bool:
+        """Whether ``module`` is a transposed convolution this module can run."""
+        return type(module) is nn.ConvTranspose2d and module.groups == 1 and module.padding_mode == "zeros"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _onednn_applies(x):
+            out = F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding, 1,
+                                     self.dilation)
+            return out.relu_() if self.relu else out
+        dtype = _compute_type(self.weight)
+        kernel = self.packed.get("weight", self.weight, dtype, x, self.stride, self.padding, self.dilation,
+                                 output_padding=self.output_padding)
+        return torch.ops.mkldnn._convolution_transpose_pointwise(
+            x.to(dtype), kernel, self.bias.to(dtype) if self.bias is not None else None, list(self.padding),
+            list(self.output_padding), list(self.stride), list(self.dilation), 1, "relu" if self.relu else "none",
+            [], "")
+
+
 def conv_accumulate_(accumulator: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, *, relu: bool,
                      stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0),
                      dilation: tuple[int, int] = (1, 1),
@@ -522,13 +567,21 @@ def fuse_ffc(model: nn.Module) -> nn.Module:
     channels-last tensors. Call only when `can_fuse` is true.
     """
     sequence: nn.Sequential = model.model
-    for index, module in enumerate(sequence):
+    for index, module in list(enumerate(sequence)):
         if isinstance(module, FFCResnetBlock):
             sequence[index] = FusedFFCResnetBlock(module)
         elif isinstance(module, FFC_BN_ACT):
             sequence[index] = FusedFFC(module)
         elif isinstance(module, ConcatTupleLayer):
             sequence[index] = ConcatPair()
+        elif ConvTransposeReLU.applies_to(module):
+            following = index + 1
+            while following < len(sequence) and isinstance(sequence[following], nn.Identity):  # folded norms
+                following += 1
+            relu = following < len(sequence) and type(sequence[following]) is nn.ReLU
+            if relu:
+                sequence[following] = nn.Identity()
+            sequence[index] = ConvTransposeReLU(module, relu)
         elif isinstance(module, nn.ReflectionPad2d) and len(set(module.padding)) == 1:
             sequence[index] = ChannelsLastReflectionPad(module.padding[0])
         elif RowStackedConv.applies_to(module):
