@@ -116,6 +116,6 @@ def test_image_ids_must_fit_run_directory_file_names(tmp_path):
     image = Image.fromarray(np.zeros((12, 12, 3), np.uint8))
     image.save(tmp_path / ("a" * 240 + ".png"))  # 244 characters: fits
     assert [len(record.image_id) for record in folder_images(tmp_path)] == [240]
-    image.save(tmp_path / ("b" * 250 + ".png"))  # ``<id>.json`` etc. would pass 255 bytes
+    image.save(tmp_path / ("b" * 250 + ".png"))  # ``<id>.s<k>.png`` etc. would pass 255 bytes
     with pytest.raises(UserError, match="at most 245 bytes fit"):
         folder_images(tmp_path)

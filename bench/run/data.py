@@ -33,7 +33,7 @@ LARGEST_SIDE = 4096
 #: Largest image decoded, in pixels: Pillow's decompression-bomb limit (a 69-byte PNG can claim 20000x20000).
 MAX_IMAGE_PIXELS = 89_478_485
 #: Longest image id (file name less its suffix), in UTF-8 bytes: run-directory files are named
-#: ``<id>.json``, ``<id>.s<k>.png`` ..., and a file name has at most 255 bytes.
+#: ``<id>.npy``, ``<id>.s<k>.png`` ..., and a file name has at most 255 bytes.
 MAX_IMAGE_ID_BYTES = 245
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
