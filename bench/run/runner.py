@@ -36,6 +36,7 @@ import math
 import os
 import time
 import zlib
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
@@ -691,13 +692,13 @@ class Runner:
         # Originals whose Inception features are not cached, each read when it is scored. They are scored
         # one per finished job, while the workers compute, instead of before the workers start (loading
         # the Inception and one pass per original kept every worker waiting ~3 s in a default run).
-        unscored_originals = ([image.image_id for image in images
-                               if not self.paths.original_features(image.image_id).exists()]
-                              if scorer is not None and scorer.report.fid_unavailable is None else [])
+        unscored_originals = deque(image.image_id for image in images
+                                   if scorer is not None and scorer.report.fid_unavailable is None
+                                   and not self.paths.original_features(image.image_id).exists())
 
         def score_an_original() -> None:
             if scorer is not None and unscored_originals:
-                image_id = unscored_originals.pop(0)
+                image_id = unscored_originals.popleft()
                 try:
                     original = originals[image_id]
                 except ValueError:
