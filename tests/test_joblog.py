@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench.run.joblog import JobLog, count_unparsable, last_attempt, latest_by_job, latest_records, log_paths
+from bench.run.joblog import JobLog, last_attempt, latest_by_job, latest_records, log_paths, read_records
 from bench.run.rundir import RunDir
 from bench.run.runner import rows_from_records
 
@@ -41,7 +41,9 @@ def test_a_torn_last_line_and_other_bad_lines_are_skipped(tmp_path):
              json.dumps(_record("b", "k2"))]
     path.write_bytes(("\n".join(lines) + "\n").encode("latin-1") + json.dumps(_record("c", "k3")).encode()[:40])
     assert set(latest_records([path])) == {"k1", "k2"}
-    assert count_unparsable([path]) == [f"{path}:{number}" for number in (2, 3, 4, 6)]
+    unparsable: list[str] = []
+    list(read_records([path], unparsable=unparsable))
+    assert unparsable == [f"{path}:{number}" for number in (2, 3, 4, 6)]
 
 
 def test_the_last_line_of_a_key_wins_across_attempts_and_other_keys_stay_apart(tmp_path):

@@ -101,19 +101,23 @@ class JobLog:
             self._closer, self._fd = None, None
 
 
-def read_records(paths: list[Path], keys: Collection[str] | None = None) -> Iterator[dict]:
+def read_records(paths: list[Path], keys: Collection[str] | None = None,
+                 unparsable: list[str] | None = None) -> Iterator[dict]:
     """The records of the logs ``paths``, in order; with ``keys``, only those of these job keys.
 
     Lines that do not parse as a JSON object (a torn last line of a killed process, a damaged file) are
-    skipped, as are unreadable files.
+    skipped, as are unreadable files; ``unparsable``, when given, receives ``file:line`` of each (lines
+    left out by ``keys`` are not parsed, so not checked).
     """
     for path in paths:
         try:
             handle = open(path, "rb")
         except OSError:
+            if unparsable is not None:
+                unparsable.append(str(path))
             continue
         with handle:
-            for line in handle:
+            for number, line in enumerate(handle, start=1):
                 if keys is not None:
                     found = _KEY_FIELD.search(line)
                     if found is None or found.group(1).decode("utf-8", errors="replace") not in keys:
@@ -121,19 +125,8 @@ def read_records(paths: list[Path], keys: Collection[str] | None = None) -> Iter
                 record = _parse(line)
                 if record is not None:
                     yield record
-
-
-def count_unparsable(paths: list[Path]) -> list[str]:
-    """``file:line`` of every line of ``paths`` that is not a JSON object (for messages)."""
-    bad = []
-    for path in paths:
-        try:
-            lines = path.read_bytes().splitlines()
-        except OSError:
-            bad.append(str(path))
-            continue
-        bad.extend(f"{path}:{number}" for number, line in enumerate(lines, start=1) if _parse(line) is None)
-    return bad
+                elif unparsable is not None:
+                    unparsable.append(f"{path}:{number}")
 
 
 def _parse(line: bytes) -> dict | None:
@@ -154,11 +147,12 @@ def latest_records(paths: list[Path], keys: Collection[str] | None = None) -> di
     return latest
 
 
-def latest_by_job(paths: list[Path]) -> dict[tuple[str, str, str], dict]:
+def latest_by_job(paths: list[Path], unparsable: list[str] | None = None) -> dict[tuple[str, str, str], dict]:
     """The last valid record of each (method, case, image id) in the logs ``paths``, whatever its key
-    (for rebuilding rows without the run's inputs, which the keys would be checked against)."""
+    (for rebuilding rows without the run's inputs, which the keys would be checked against);
+    ``unparsable`` as for `read_records`."""
     latest: dict[tuple[str, str, str], dict] = {}
-    for record in read_records(paths):
+    for record in read_records(paths, unparsable=unparsable):
         job = (record.get("method"), record.get("case"), record.get("image_id"))
         if all(isinstance(part, str) for part in job):
             latest[job] = record

@@ -54,7 +54,7 @@ from bench.run import distributed
 from bench.run.data import IMAGE_SUFFIXES, BenchImage, ImageSource, apply_size_policy, image_sources, load_image
 from bench.run.distributed import Ranks
 from bench.run.identity import ContentDigests, JobIdentity, array_digest
-from bench.run.joblog import JobLog, attempt_of, count_unparsable, last_attempt, latest_by_job, latest_records
+from bench.run.joblog import JobLog, attempt_of, last_attempt, latest_by_job, latest_records
 from bench.run.rundir import (PREPARED_IMAGE_PNG, RunDir, read_json, read_rgb_png, sample_path, write_json, write_rgb_png,
                               write_table)
 from bench.run.metadata import EXTERNAL_FAMILY, USER_CASE, RunOutcome, config_document, run_metadata
@@ -934,8 +934,9 @@ def rows_from_records(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         ``log:line`` of each line that could not be parsed (a torn last line of a killed process).
     """
     logs = RunDir(run_dir).job_logs()
-    latest = latest_by_job(logs)
-    return _rows([latest[job] for job in sorted(latest)]), count_unparsable(logs)
+    unparsable: list[str] = []
+    latest = latest_by_job(logs, unparsable)
+    return _rows([latest[job] for job in sorted(latest)]), unparsable
 
 
 def _rows(records: list[dict]) -> pd.DataFrame:
